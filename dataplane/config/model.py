@@ -1,0 +1,135 @@
+"""The validated configuration: what `load()` returns and what the backends compile.
+
+Everything here is already checked (see validate.py); the backends (the Cython core and
+the reference model) may assume every reference resolves and every value is in range.
+Indexes are dense and stable: ports, VRFs, next hops and groups are numbered in the
+order they appear in the file, which is also their index in the C tables.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+HASH_FIELDS = ("src_ip", "dst_ip", "proto", "src_port", "dst_port",
+               "flow_label", "ingress_port")
+DEFAULT_HASH_FIELDS = ("src_ip", "dst_ip", "proto", "src_port", "dst_port")
+
+
+@dataclass
+class Node:
+    name: str
+    seed: int                                   # 32-bit; derived from name when absent
+    tunnel_address: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None
+
+
+@dataclass
+class Eal:
+    lcores: str = "0-1"                         # main lcore first, then one worker
+    memory_mb: int = 512
+    no_huge: bool = True
+    mbufs: int = 8192                           # mbuf pool size
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FlowTable:
+    entries: int = 1 << 20
+    idle_timeout: float = 300.0
+    tcp_close_timeout: float = 10.0
+    on_full: str = "hash"                       # hash | drop
+
+
+@dataclass
+class Port:
+    name: str
+    index: int
+    devargs: str
+    mac: bytes                                  # 6 bytes
+    vrf: Optional[str] = "default"
+    vrf_index: int = 0
+    mode: str = "flow"                          # flow | packet
+    xconnect: Optional[str] = None
+
+    @property
+    def dev_name(self) -> str:
+        """The name EAL gives the device: devargs up to the first comma."""
+        return self.devargs.split(",", 1)[0]
+
+
+@dataclass
+class Tunnel:
+    type: str                                   # mpls-udp | mpls-gre (SPEC §8)
+    remote: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class NextHop:
+    name: str
+    index: int
+    port: str
+    port_index: int
+    mac: bytes                                  # destination MAC, 6 bytes
+    labels: list[int] = field(default_factory=list)
+    entropy: bool = False
+    erld: int = 8
+    tunnel: Optional[Tunnel] = None             # encapsulate toward tunnel.remote
+
+
+@dataclass
+class HashSpec:
+    fields: tuple[str, ...] = DEFAULT_HASH_FIELDS
+    symmetric: bool = False
+    fragments: str = "follow"                   # follow | l3
+
+
+@dataclass
+class Member:
+    nexthop: str
+    nexthop_index: int
+    weight: int
+
+
+@dataclass
+class Group:
+    name: str
+    index: int
+    members: list[Member]
+    buckets: int = 4096
+    hash: HashSpec = field(default_factory=HashSpec)
+
+
+@dataclass
+class Route:
+    prefix: IPNetwork
+    via: str                                    # a next hop or a group name
+    via_group: bool = False
+    via_index: int = 0                          # index in nexthops or groups
+
+
+@dataclass
+class Vrf:
+    name: str
+    index: int
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    path: str
+    node: Node
+    ports: list[Port]
+    vrfs: list[Vrf]
+    nexthops: list[NextHop]
+    groups: list[Group] = field(default_factory=list)
+    flow_table: FlowTable = field(default_factory=FlowTable)
+    eal: Eal = field(default_factory=Eal)
+    raw: dict = field(default_factory=dict)     # the parsed YAML, for later features
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+    def vrf(self, name: str) -> Vrf:
+        return next(v for v in self.vrfs if v.name == name)

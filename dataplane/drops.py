@@ -1,0 +1,21 @@
+"""Named drop reasons: their order is the index of each counter in the C core."""
+
+DROP_REASONS = (
+    "parse_error",   # malformed header (bad version, bad IHL, bad lengths)
+    "truncated",     # a header ends past the end of the frame
+    "no_route",      # no LPM match in the VRF
+    "ttl_expired",   # TTL / hop limit <= 1 on arrival
+    "martian",       # source or destination that must never be forwarded
+    "unsupported",   # EtherType, multicast, third VLAN tag, ... not handled
+    "tx_full",       # the egress port refused the packet (counted on egress)
+)
+
+DROP_DESCRIPTIONS = {
+    "parse_error": "malformed header (version, IHL, length fields)",
+    "truncated": "a header extends past the end of the frame",
+    "no_route": "no route in the ingress port's VRF",
+    "ttl_expired": "TTL or hop limit <= 1 on arrival",
+    "martian": "source/destination address that is never forwarded",
+    "unsupported": "not handled: EtherType, multicast, 3+ VLAN tags, 9+ IPv6 ext headers",
+    "tx_full": "egress port TX queue full",
+}

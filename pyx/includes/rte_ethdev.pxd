@@ -1,0 +1,54 @@
+# DPDK 22.11 LTS: rte_ethdev.h (only what the forwarder uses)
+from libc.stdint cimport uint16_t, uint64_t
+from includes.rte_mbuf cimport rte_mbuf, rte_mempool
+
+cdef extern from "rte_ethdev.h" nogil:
+    struct rte_eth_conf:
+        pass
+    struct rte_eth_rxconf:
+        pass
+    struct rte_eth_txconf:
+        pass
+    struct rte_eth_stats:
+        uint64_t ipackets
+        uint64_t opackets
+        uint64_t ibytes
+        uint64_t obytes
+        uint64_t imissed
+        uint64_t ierrors
+        uint64_t oerrors
+        uint64_t rx_nombuf
+    struct rte_eth_dev_tx_buffer:
+        uint16_t length
+    ctypedef void (*buffer_tx_error_fn)(rte_mbuf **unsent, uint16_t count,
+                                        void *userdata) noexcept nogil
+
+    int rte_eth_dev_get_port_by_name(const char *name, uint16_t *port_id)
+    int rte_eth_dev_socket_id(uint16_t port_id)
+    int rte_eth_dev_configure(uint16_t port_id, uint16_t nb_rx_queue, uint16_t nb_tx_queue,
+                              const rte_eth_conf *eth_conf)
+    int rte_eth_dev_adjust_nb_rx_tx_desc(uint16_t port_id, uint16_t *nb_rx_desc,
+                                         uint16_t *nb_tx_desc)
+    int rte_eth_rx_queue_setup(uint16_t port_id, uint16_t rx_queue_id, uint16_t nb_rx_desc,
+                               unsigned socket_id, const rte_eth_rxconf *rx_conf,
+                               rte_mempool *mb_pool)
+    int rte_eth_tx_queue_setup(uint16_t port_id, uint16_t tx_queue_id, uint16_t nb_tx_desc,
+                               unsigned socket_id, const rte_eth_txconf *tx_conf)
+    int rte_eth_dev_start(uint16_t port_id)
+    int rte_eth_dev_stop(uint16_t port_id)
+    int rte_eth_dev_close(uint16_t port_id)
+    int rte_eth_promiscuous_enable(uint16_t port_id)
+    int rte_eth_stats_get(uint16_t port_id, rte_eth_stats *stats)
+    int rte_eth_stats_reset(uint16_t port_id)
+
+    uint16_t rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, rte_mbuf **rx_pkts,
+                              uint16_t nb_pkts)
+    uint16_t rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, rte_mbuf **tx_pkts,
+                              uint16_t nb_pkts)
+    int rte_eth_tx_buffer_init(rte_eth_dev_tx_buffer *buffer, uint16_t size)
+    int rte_eth_tx_buffer_set_err_callback(rte_eth_dev_tx_buffer *buffer,
+                                           buffer_tx_error_fn callback, void *userdata)
+    uint16_t rte_eth_tx_buffer(uint16_t port_id, uint16_t queue_id,
+                               rte_eth_dev_tx_buffer *buffer, rte_mbuf *tx_pkt)
+    uint16_t rte_eth_tx_buffer_flush(uint16_t port_id, uint16_t queue_id,
+                                     rte_eth_dev_tx_buffer *buffer)

@@ -1,0 +1,29 @@
+# DPDK 22.11 LTS: rte_mbuf.h, rte_mempool.h (only the fields used)
+from libc.stdint cimport uint16_t, uint32_t
+
+cdef extern from "rte_mempool.h" nogil:
+    struct rte_mempool:
+        pass
+    unsigned rte_mempool_avail_count(const rte_mempool *mp)
+    unsigned rte_mempool_in_use_count(const rte_mempool *mp)
+    void rte_mempool_free(rte_mempool *mp)
+
+cdef extern from "rte_mbuf.h" nogil:
+    struct rte_mbuf:
+        uint16_t data_off
+        uint16_t data_len
+        uint32_t pkt_len
+        uint16_t nb_segs
+        uint16_t port
+        rte_mbuf *next
+    const uint16_t RTE_MBUF_DEFAULT_BUF_SIZE
+    rte_mempool *rte_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache_size,
+                                         uint16_t priv_size, uint16_t data_room_size,
+                                         int socket_id)
+    rte_mbuf *rte_pktmbuf_alloc(rte_mempool *mp)
+    void rte_pktmbuf_free(rte_mbuf *m)
+    void rte_pktmbuf_free_bulk(rte_mbuf **mbufs, unsigned count)
+    char *rte_pktmbuf_append(rte_mbuf *m, uint16_t len)
+    char *rte_pktmbuf_adj(rte_mbuf *m, uint16_t len)
+    char *rte_pktmbuf_prepend(rte_mbuf *m, uint16_t len)
+    void rte_prefetch0(const void *p)

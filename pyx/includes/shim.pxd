@@ -1,0 +1,11 @@
+# Shims for DPDK 22.11 macros (see shim.h).
+from libc.stdint cimport uint8_t, uint16_t
+from includes.rte_mbuf cimport rte_mbuf
+
+cdef extern from "shim.h" nogil:
+    uint8_t *dp_mtod(rte_mbuf *m)
+    int dp_errno()
+    size_t dp_tx_buffer_size(uint16_t n)
+    bint DP_DEBUG
+    int dp_flag_get(int *p)
+    void dp_flag_set(int *p, int v)

@@ -1,0 +1,448 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The forwarding core: EAL, mempool, ports, compiled tables and the one nogil poll loop.
+
+Python (dataplane/runtime.py) drives this module; the worker lcore runs `worker()` and
+touches no Python object. `Core.process()` pushes frames through the very same
+`process_burst()` on real mbufs from the real mempool, for the differential tests.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+
+from includes.rte_eal cimport (rte_eal_init, rte_eal_remote_launch, rte_eal_wait_lcore,
+                               rte_rdtsc, rte_get_tsc_hz, rte_socket_id, SOCKET_ID_ANY)
+from includes.rte_mbuf cimport (rte_mbuf, rte_mempool, rte_pktmbuf_pool_create,
+                                rte_pktmbuf_alloc, rte_pktmbuf_free, rte_pktmbuf_append,
+                                rte_mempool_in_use_count, rte_mempool_avail_count,
+                                rte_prefetch0, RTE_MBUF_DEFAULT_BUF_SIZE)
+from includes.rte_ethdev cimport *
+from includes.rte_lpm cimport *
+from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set
+from errors cimport check, check_ptr
+from parse cimport *
+from route cimport vrf_t, route, NH_NONE, NH_GROUP
+from ecmp cimport group_t, select_member
+from rewrite cimport nexthop_t, rewrite
+
+DEF BURST = 32
+DEF MAX_PORTS = 32
+
+ctypedef struct port_t:
+    uint16_t port_id           # DPDK port id
+    uint16_t vrf               # VRF index of an L3 port
+    uint8_t l3                 # 0: not an L3 port (cross-connect, later issues)
+    uint8_t rx                 # 1: the worker polls this port
+    uint8_t bound              # 1: a DPDK port is attached
+    uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason (dataplane/drops.py)
+    rte_eth_dev_tx_buffer *txb
+
+ctypedef struct ctx_t:
+    int stop
+    uint16_t nports
+    uint64_t drain_tsc         # flush TX buffers at least this often
+    uint64_t loops
+    port_t ports[MAX_PORTS]
+    vrf_t *vrfs
+    nexthop_t *nhs
+    group_t *groups
+
+assert D_TX_FULL - D_PARSE_ERROR == 6
+
+
+cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
+                                   rte_mbuf **out, uint16_t *out_port) noexcept nogil:
+    """Parse, route and rewrite a burst; stage survivors in out/out_port, free the rest."""
+    cdef port_t *pt = &c.ports[in_port]
+    cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
+    cdef pkt_t p
+    cdef rte_mbuf *m
+    cdef uint32_t nh_id
+    cdef const nexthop_t *nh
+    cdef uint16_t i, k = 0
+    cdef int r
+    pt.cnt[C_RX] += n
+    for i in range(n):
+        m = pkts[i]
+        if i + 2 < n:
+            rte_prefetch0(dp_mtod(pkts[i + 2]))
+        memset(&p, 0, sizeof(p))
+        p.data = dp_mtod(m)
+        p.len = m.data_len
+        if pt.l3:
+            r = parse(&p)
+            if r == 0:
+                r = route(vrf, &p, &nh_id)
+        else:
+            r = D_UNSUPPORTED
+        if r:
+            pt.cnt[r] += 1
+            rte_pktmbuf_free(m)
+            continue
+        if nh_id & NH_GROUP:
+            nh_id = select_member(&c.groups[nh_id & ~(<uint32_t>NH_GROUP)], &p)
+        nh = &c.nhs[nh_id]
+        rewrite(m, &p, nh)
+        out[k] = m
+        out_port[k] = nh.port
+        c.ports[nh.port].cnt[C_TX] += 1
+        k += 1
+    return k
+
+
+cdef void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
+    """TX buffer error callback: the PMD refused `unsent` packets; free and count them."""
+    cdef uint64_t *cnt = <uint64_t *>userdata
+    cdef uint16_t i
+    for i in range(unsent):
+        rte_pktmbuf_free(pkts[i])
+    cnt[D_TX_FULL] += unsent
+    cnt[C_TX] -= unsent
+
+
+cdef inline void flush_all(ctx_t *c) noexcept nogil:
+    cdef uint16_t i
+    for i in range(c.nports):
+        if c.ports[i].bound:
+            rte_eth_tx_buffer_flush(c.ports[i].port_id, 0, c.ports[i].txb)
+
+
+cdef int worker(void *arg) noexcept nogil:
+    """The poll loop: RX burst → process → buffered TX, drained on a TSC timer."""
+    cdef ctx_t *c = <ctx_t *>arg
+    cdef rte_mbuf *pkts[BURST]
+    cdef rte_mbuf *out[BURST]
+    cdef uint16_t out_port[BURST]
+    cdef uint16_t i, j, n, k
+    cdef port_t *dst
+    cdef uint64_t now, last = rte_rdtsc()
+    while not dp_flag_get(&c.stop):
+        for i in range(c.nports):
+            if not c.ports[i].rx:
+                continue
+            n = rte_eth_rx_burst(c.ports[i].port_id, 0, pkts, BURST)
+            if n == 0:
+                continue
+            k = process_burst(c, i, pkts, n, out, out_port)
+            for j in range(k):
+                dst = &c.ports[out_port[j]]
+                rte_eth_tx_buffer(dst.port_id, 0, dst.txb, out[j])
+        now = rte_rdtsc()
+        if now - last > c.drain_tsc:
+            flush_all(c)
+            last = now
+        c.loops += 1
+    flush_all(c)
+    return 0
+
+
+# ---------------------------------------------------------------- process-wide state
+
+cdef bint _eal_ready = False
+cdef rte_mempool *_pool = NULL
+cdef unsigned _table_seq = 0          # rte_lpm names must be unique per process
+
+
+def eal_init(list args):
+    """Initialize EAL once per process with argv `args` (args[0] is the program name)."""
+    global _eal_ready
+    if _eal_ready:
+        from dataplane.errors import DataplaneError
+        raise DataplaneError("rte_eal_init: EAL is already initialized in this process", 114,
+                             "Operation already in progress")
+    cdef list enc = [a.encode() for a in args]
+    cdef int argc = len(enc), i
+    cdef char **argv = <char **>malloc((argc + 1) * sizeof(char *))
+    for i in range(argc):
+        argv[i] = enc[i]
+    argv[argc] = NULL
+    try:
+        check(rte_eal_init(argc, argv), "rte_eal_init(" + " ".join(args[1:]) + ")", True)
+    finally:
+        free(argv)                    # EAL copies what it keeps
+    _eal_ready = True
+
+
+def eal_ready():
+    return _eal_ready
+
+
+def pool_create(unsigned n=8192, unsigned cache=256):
+    """The process's mbuf pool (created once; later calls return its size)."""
+    global _pool
+    if _pool == NULL:
+        _pool = <rte_mempool *>check_ptr(
+            rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                    rte_socket_id()),
+            f"rte_pktmbuf_pool_create(dp_mbufs, n={n})")
+    return rte_mempool_in_use_count(_pool) + rte_mempool_avail_count(_pool)
+
+
+def pool_in_use():
+    """mbufs currently out of the pool (leak checks: must return to its start value)."""
+    if _pool == NULL:
+        return 0
+    return rte_mempool_in_use_count(_pool)
+
+
+def tsc_hz():
+    return rte_get_tsc_hz()
+
+
+def counter_slots():
+    """(rx, tx, first drop slot, number of slots) so Python can name the counters."""
+    return C_RX, C_TX, D_PARSE_ERROR, N_COUNTERS
+
+
+cdef class Core:
+    """One worker's compiled tables and counters (the C side of a Config)."""
+    cdef ctx_t *c
+    cdef int nvrfs, nnhs, ngroups
+    cdef int launched_lcore
+    cdef object cfg
+
+    def __cinit__(self):
+        self.c = <ctx_t *>calloc(1, sizeof(ctx_t))
+        self.launched_lcore = -1
+        if self.c == NULL:
+            raise MemoryError()
+
+    def __init__(self, cfg, drain_us=100):
+        if _pool == NULL:
+            raise RuntimeError("pool_create() must run before Core()")
+        if len(cfg.ports) > MAX_PORTS:
+            raise ValueError(f"at most {MAX_PORTS} ports")
+        self.cfg = cfg
+        self.c.drain_tsc = rte_get_tsc_hz() * drain_us // 1000000
+        self.c.nports = len(cfg.ports)
+        for p in cfg.ports:
+            self.c.ports[p.index].l3 = p.vrf is not None
+            self.c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
+        self._build_nexthops(cfg)
+        self._build_groups(cfg)
+        self._build_vrfs(cfg)
+
+    cdef _build_nexthops(self, cfg):
+        cdef nexthop_t *nh
+        self.nnhs = len(cfg.nexthops)
+        self.c.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
+        for n in cfg.nexthops:
+            nh = &self.c.nhs[n.index]
+            eth = bytes(n.mac) + bytes(cfg.ports[n.port_index].mac)
+            memcpy(nh.eth, <const char *>eth, 12)
+            nh.port = n.port_index
+
+    cdef _build_groups(self, cfg):
+        cdef group_t *g
+        self.ngroups = len(cfg.groups)
+        self.c.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        for grp in cfg.groups:
+            g = &self.c.groups[grp.index]
+            g.n_buckets = 1
+            g.buckets = <uint32_t *>calloc(1, sizeof(uint32_t))
+            g.buckets[0] = next(m.nexthop_index for m in grp.members if m.weight > 0)
+
+    cdef _build_vrfs(self, cfg):
+        global _table_seq
+        cdef vrf_t *v
+        cdef rte_lpm_config c4
+        cdef rte_lpm6_config c6
+        cdef uint32_t nh_id
+        cdef bytes a
+        self.nvrfs = len(cfg.vrfs)
+        self.c.vrfs = <vrf_t *>calloc(max(1, self.nvrfs), sizeof(vrf_t))
+        for vrf in cfg.vrfs:
+            v = &self.c.vrfs[vrf.index]
+            v.default4 = v.default6 = NH_NONE
+            r4 = [r for r in vrf.routes if r.prefix.version == 4]
+            r6 = [r for r in vrf.routes if r.prefix.version == 6]
+            _table_seq += 1
+            memset(&c4, 0, sizeof(c4))
+            c4.max_rules = max(1024, 2 * len(r4))
+            c4.number_tbl8s = max(256, sum(r.prefix.prefixlen > 24 for r in r4) + 16)
+            name = f"l4_{_table_seq}".encode()
+            v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
+                                          f"rte_lpm_create(vrf {vrf.name})")
+            memset(&c6, 0, sizeof(c6))
+            c6.max_rules = max(1024, 2 * len(r6))
+            c6.number_tbl8s = max(256, 14 * len(r6))
+            name = f"l6_{_table_seq}".encode()
+            v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
+                                           f"rte_lpm6_create(vrf {vrf.name})")
+            for r in vrf.routes:
+                nh_id = r.via_index | (NH_GROUP if r.via_group else 0)
+                what = f"add route {r.prefix} via {r.via} in vrf {vrf.name}"
+                if r.prefix.prefixlen == 0:
+                    if r.prefix.version == 4:
+                        v.default4 = nh_id
+                    else:
+                        v.default6 = nh_id
+                elif r.prefix.version == 4:
+                    check(rte_lpm_add(v.lpm4, int(r.prefix.network_address),
+                                      r.prefix.prefixlen, nh_id), "rte_lpm_add: " + what)
+                else:
+                    a = r.prefix.network_address.packed
+                    check(rte_lpm6_add(v.lpm6, <const uint8_t *>a, r.prefix.prefixlen,
+                                       nh_id), "rte_lpm6_add: " + what)
+
+    # ------------------------------------------------------------------ ports
+
+    def bind_port(self, int index, str dev_name, int nb_desc=1024, bint rx=True):
+        """Attach DPDK port `dev_name` to config port `index`: configure, 1 RX + 1 TX
+        queue, TX buffer, start."""
+        cdef uint16_t pid
+        cdef rte_eth_conf conf
+        cdef uint16_t nrx = nb_desc, ntx = nb_desc
+        cdef port_t *pt = &self.c.ports[index]
+        name = dev_name.encode()
+        check(rte_eth_dev_get_port_by_name(name, &pid), f"find DPDK port {dev_name!r}")
+        memset(&conf, 0, sizeof(conf))
+        check(rte_eth_dev_configure(pid, 1, 1, &conf), f"rte_eth_dev_configure({dev_name})")
+        check(rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx),
+              f"rte_eth_dev_adjust_nb_rx_tx_desc({dev_name})")
+        sock = rte_eth_dev_socket_id(pid)
+        sock = sock if sock >= 0 else 0
+        check(rte_eth_rx_queue_setup(pid, 0, nrx, sock, NULL, _pool),
+              f"rte_eth_rx_queue_setup({dev_name})")
+        check(rte_eth_tx_queue_setup(pid, 0, ntx, sock, NULL),
+              f"rte_eth_tx_queue_setup({dev_name})")
+        pt.txb = <rte_eth_dev_tx_buffer *>calloc(1, dp_tx_buffer_size(BURST))
+        check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
+        check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
+              f"rte_eth_tx_buffer_set_err_callback({dev_name})")
+        check(rte_eth_dev_start(pid), f"rte_eth_dev_start({dev_name})")
+        rte_eth_promiscuous_enable(pid)   # not every PMD supports it; harmless
+        pt.port_id = pid
+        pt.bound = 1
+        pt.rx = rx
+        return pid
+
+    def port_stats(self, int index):
+        """DPDK's own counters for a bound port (ipackets, opackets, imissed, ...)."""
+        cdef rte_eth_stats st
+        if not self.c.ports[index].bound:
+            return None
+        check(rte_eth_stats_get(self.c.ports[index].port_id, &st), "rte_eth_stats_get")
+        return {"ipackets": st.ipackets, "opackets": st.opackets, "ibytes": st.ibytes,
+                "obytes": st.obytes, "imissed": st.imissed, "ierrors": st.ierrors,
+                "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf}
+
+    def close_ports(self):
+        """Stop and close every bound port (the worker must be stopped)."""
+        cdef port_t *pt
+        for i in range(self.c.nports):
+            pt = &self.c.ports[i]
+            if pt.bound:
+                rte_eth_dev_stop(pt.port_id)
+                rte_eth_dev_close(pt.port_id)
+                pt.bound = 0
+                pt.rx = 0
+            free(pt.txb)
+            pt.txb = NULL
+
+    # ------------------------------------------------------------------ worker
+
+    def launch(self, unsigned lcore):
+        """Start the poll loop on worker lcore `lcore`."""
+        dp_flag_set(&self.c.stop, 0)
+        check(rte_eal_remote_launch(worker, self.c, lcore), f"launch worker on lcore {lcore}")
+        self.launched_lcore = lcore
+
+    def stop(self):
+        """Ask the worker to stop and wait for it (it drains its TX buffers first)."""
+        cdef unsigned lcore
+        if self.launched_lcore < 0:
+            return
+        lcore = self.launched_lcore
+        dp_flag_set(&self.c.stop, 1)
+        with nogil:
+            rte_eal_wait_lcore(lcore)
+        self.launched_lcore = -1
+
+    @property
+    def running(self):
+        return self.launched_lcore >= 0
+
+    @property
+    def loops(self):
+        return self.c.loops
+
+    # ------------------------------------------------------------------ inspection
+
+    def counters(self):
+        """Per port: a list of N_COUNTERS uint64 (slots from counter_slots())."""
+        return [[self.c.ports[i].cnt[j] for j in range(N_COUNTERS)]
+                for i in range(self.c.nports)]
+
+    def rx_total(self):
+        cdef uint64_t t = 0
+        for i in range(self.c.nports):
+            t += self.c.ports[i].cnt[C_RX]
+        return t
+
+    def process(self, int in_port, frames):
+        """Run frames through process_burst() on real mbufs (tests): [(out_port, bytes)]."""
+        cdef rte_mbuf *pkts[BURST]
+        cdef rte_mbuf *out[BURST]
+        cdef uint16_t out_port[BURST]
+        cdef rte_mbuf *m
+        cdef char *dst
+        cdef uint16_t n, k, j
+        cdef bytes f
+        if self.running:
+            raise RuntimeError("process() while the worker runs")
+        if not 0 <= in_port < self.c.nports:
+            raise ValueError(f"no port {in_port}")
+        result = []
+        frames = list(frames)
+        for start in range(0, len(frames), BURST):
+            n = 0
+            try:
+                for f in frames[start:start + BURST]:
+                    m = rte_pktmbuf_alloc(_pool)
+                    if m == NULL:
+                        raise MemoryError("mbuf pool exhausted")
+                    pkts[n] = m
+                    n += 1
+                    dst = rte_pktmbuf_append(m, len(f))
+                    if dst == NULL:
+                        raise ValueError(f"frame of {len(f)} bytes does not fit an mbuf")
+                    memcpy(dst, <const char *>f, len(f))
+                    m.port = in_port
+            except BaseException:
+                for j in range(n):
+                    rte_pktmbuf_free(pkts[j])
+                raise
+            k = process_burst(self.c, in_port, pkts, n, out, out_port)
+            for j in range(k):
+                result.append((out_port[j],
+                               PyBytes_FromStringAndSize(<char *>dp_mtod(out[j]),
+                                                         out[j].data_len)))
+                rte_pktmbuf_free(out[j])
+        return result
+
+    def close(self):
+        """Free the tables (ports must be closed, the worker stopped)."""
+        self.stop()
+        self.close_ports()
+        if self.c.vrfs != NULL:
+            for i in range(self.nvrfs):
+                rte_lpm_free(self.c.vrfs[i].lpm4)
+                rte_lpm6_free(self.c.vrfs[i].lpm6)
+            free(self.c.vrfs)
+            self.c.vrfs = NULL
+        if self.c.groups != NULL:
+            for i in range(self.ngroups):
+                free(self.c.groups[i].buckets)
+            free(self.c.groups)
+            self.c.groups = NULL
+        free(self.c.nhs)
+        self.c.nhs = NULL
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            if self.launched_lcore < 0:
+                self.close()
+                free(self.c)
+            # else: a running worker still reads c; leaking it beats a use-after-free
+            self.c = NULL

@@ -1,0 +1,198 @@
+# Parse stage: Ethernet, <= 2 VLAN tags, IPv4 (+options), IPv6 (+extension headers),
+# TCP/UDP/SCTP/ICMP. The contract is docs/packet-path.md; every read is bounds-checked.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+
+# Counter slots per port: rx, tx, then the drop reasons in dataplane/drops.py order.
+cdef enum:
+    C_RX = 0
+    C_TX = 1
+    D_PARSE_ERROR = 2
+    D_TRUNCATED = 3
+    D_NO_ROUTE = 4
+    D_TTL_EXPIRED = 5
+    D_MARTIAN = 6
+    D_UNSUPPORTED = 7
+    D_TX_FULL = 8
+    N_COUNTERS = 16
+
+ctypedef struct pkt_t:
+    uint8_t *data          # frame start (first segment)
+    uint32_t len           # bytes readable from data
+    uint16_t l2_len        # Ethernet + VLAN tags: offset of the IP header
+    uint16_t l3_len        # IP header incl. options / extension headers
+    uint8_t family         # 4 or 6
+    uint8_t proto          # L4 protocol (after IPv6 extension headers)
+    uint8_t ttl
+    uint8_t frag           # 1: a fragment (MF or offset != 0)
+    uint8_t l4             # 1: L4 fields parsed (not a non-first fragment)
+    uint8_t tcp_flags
+    uint8_t icmp_type
+    uint16_t sport         # host order; 0 when absent
+    uint16_t dport
+    uint16_t icmp_id
+    uint32_t flow_label
+    uint32_t frag_id       # IPv4 identification / IPv6 fragment identification
+
+cdef inline uint16_t rd16(const uint8_t *p) noexcept nogil:
+    return <uint16_t>((p[0] << 8) | p[1])
+
+cdef inline uint32_t rd32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline int parse_l4(pkt_t *p, const uint8_t *l4, uint32_t avail, bint v6) noexcept nogil:
+    cdef uint8_t proto = p.proto
+    p.l4 = 1
+    if proto == 6:
+        if avail < 20:
+            return D_TRUNCATED
+        p.tcp_flags = l4[13]
+    elif proto == 17:
+        if avail < 8:
+            return D_TRUNCATED
+    elif proto == 132:
+        if avail < 12:
+            return D_TRUNCATED
+    elif (proto == 1 and not v6) or (proto == 58 and v6):
+        if avail < 8:
+            return D_TRUNCATED
+        p.icmp_type = l4[0]
+        if (v6 and (l4[0] == 128 or l4[0] == 129)) or (not v6 and (l4[0] == 8 or l4[0] == 0)):
+            p.icmp_id = rd16(l4 + 4)
+        return 0
+    else:
+        return 0
+    p.sport = rd16(l4)
+    p.dport = rd16(l4 + 2)
+    return 0
+
+cdef inline int parse_ipv4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept nogil:
+    cdef uint32_t ihl, total
+    cdef uint16_t fo
+    cdef int r
+    if avail < 20:
+        return D_TRUNCATED
+    if (ip[0] >> 4) != 4:
+        return D_PARSE_ERROR
+    ihl = (ip[0] & 15) * 4
+    if ihl < 20:
+        return D_PARSE_ERROR
+    if avail < ihl:
+        return D_TRUNCATED
+    total = rd16(ip + 2)
+    if total < ihl:
+        return D_PARSE_ERROR
+    if total > avail:
+        return D_TRUNCATED
+    p.family = 4
+    p.proto = ip[9]
+    p.ttl = ip[8]
+    p.l3_len = <uint16_t>ihl
+    p.frag_id = rd16(ip + 4)
+    fo = rd16(ip + 6)
+    p.frag = (fo & 0x3fff) != 0
+    if (fo & 0x1fff) == 0:
+        r = parse_l4(p, ip + ihl, total - ihl, 0)
+        if r:
+            return r
+    # martians, then addresses a unicast router does not forward
+    if ip[12] == 0 or ip[12] == 127 or (ip[12] & 0xf0) == 0xe0 or rd32(ip + 12) == <uint32_t>0xffffffffU:
+        return D_MARTIAN
+    if ip[16] == 0 or ip[16] == 127:
+        return D_MARTIAN
+    if (ip[16] & 0xf0) == 0xe0 or rd32(ip + 16) == <uint32_t>0xffffffffU:
+        return D_UNSUPPORTED
+    if p.ttl <= 1:
+        return D_TTL_EXPIRED
+    return 0
+
+cdef inline bint v6_unspec_or_loop(const uint8_t *a) noexcept nogil:
+    cdef int i
+    for i in range(15):
+        if a[i]:
+            return 0
+    return a[15] <= 1
+
+cdef inline bint v6_link_local(const uint8_t *a) noexcept nogil:
+    return a[0] == 0xfe and (a[1] & 0xc0) == 0x80
+
+cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept nogil:
+    cdef uint32_t end, off = 40, hl
+    cdef uint8_t nh
+    cdef uint16_t fo
+    cdef int count = 0, r
+    cdef bint l4 = 1
+    if avail < 40:
+        return D_TRUNCATED
+    if (ip[0] >> 4) != 6:
+        return D_PARSE_ERROR
+    end = 40 + <uint32_t>rd16(ip + 4)
+    if end > avail:
+        return D_TRUNCATED
+    p.family = 6
+    p.ttl = ip[7]
+    p.flow_label = rd32(ip) & 0xfffff
+    nh = ip[6]
+    while nh == 0 or nh == 43 or nh == 60 or nh == 44 or nh == 51:
+        if count == 8:
+            return D_UNSUPPORTED
+        count += 1
+        if end < off + 2:
+            return D_TRUNCATED
+        if nh == 44:
+            hl = 8
+        elif nh == 51:
+            hl = (<uint32_t>ip[off + 1] + 2) * 4
+        else:
+            hl = (<uint32_t>ip[off + 1] + 1) * 8
+        if end < off + hl:
+            return D_TRUNCATED
+        if nh == 44:
+            fo = rd16(ip + off + 2)
+            p.frag = 1
+            p.frag_id = rd32(ip + off + 4)
+            if fo & 0xfff8:
+                l4 = 0
+                nh = ip[off]
+                off += hl
+                break
+        nh = ip[off]
+        off += hl
+    p.proto = nh
+    p.l3_len = <uint16_t>off
+    if l4:
+        r = parse_l4(p, ip + off, end - off, 1)
+        if r:
+            return r
+    if v6_unspec_or_loop(ip + 8) or ip[8] == 0xff or v6_link_local(ip + 8):
+        return D_MARTIAN
+    if v6_unspec_or_loop(ip + 24) or v6_link_local(ip + 24):
+        return D_MARTIAN
+    if ip[24] == 0xff:
+        return D_UNSUPPORTED
+    if p.ttl <= 1:
+        return D_TTL_EXPIRED
+    return 0
+
+cdef inline int parse(pkt_t *p) noexcept nogil:
+    """Fill p from p.data/p.len; 0 or the drop reason (a counter slot)."""
+    cdef const uint8_t *d = p.data
+    cdef uint32_t n = p.len, off = 14
+    cdef uint16_t et
+    cdef int tags = 0
+    if n < 14:
+        return D_TRUNCATED
+    et = rd16(d + 12)
+    while et == 0x8100 or et == 0x88a8:
+        if tags == 2:
+            return D_UNSUPPORTED
+        if n < off + 4:
+            return D_TRUNCATED
+        et = rd16(d + off + 2)
+        off += 4
+        tags += 1
+    p.l2_len = <uint16_t>off
+    if et == 0x0800:
+        return parse_ipv4(p, d + off, n - off)
+    if et == 0x86dd:
+        return parse_ipv6(p, d + off, n - off)
+    return D_UNSUPPORTED

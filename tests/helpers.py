@@ -1,0 +1,54 @@
+"""Test helpers: build a validated Config straight from the dataclasses (no YAML loader)."""
+from __future__ import annotations
+
+import ipaddress
+
+from dataplane.config.model import Config, Group, Member, NextHop, Node, Port, Route, Vrf
+
+
+def mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def port_mac(index: int) -> str:
+    return f"02:00:00:00:00:{index + 1:02x}"
+
+
+DEFAULT_PORTS = (("p0", "default"), ("up1", "default"), ("up2", "default"),
+                 ("r0", "red"), ("ce1", None))
+DEFAULT_NEXTHOPS = {"nh1": ("up1", "02:00:00:00:01:01"),
+                    "nh2": ("up2", "02:00:00:00:02:02"),
+                    "nh3": ("up1", "02:00:00:00:01:03")}
+DEFAULT_GROUPS = {"spines": [("nh2", 0), ("nh3", 1), ("nh1", 1)]}   # nh2 drained
+DEFAULT_VRFS = {
+    "default": [("10.0.0.0/8", "nh1"), ("10.1.0.0/16", "nh2"), ("10.1.2.0/24", "nh1"),
+                ("10.2.0.0/16", "spines"), ("2001:db8::/32", "nh1"),
+                ("2001:db8:1::/48", "nh2"), ("2001:db8:2::/48", "spines")],
+    "red": [("10.0.0.0/8", "nh2"), ("::/0", "nh2")],
+}
+
+
+def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_GROUPS,
+                vrfs=DEFAULT_VRFS, node: str = "leaf1") -> Config:
+    """ports: (name, vrf or None); nexthops: {name: (port, mac)};
+    groups: {name: [(nexthop, weight)]}; vrfs: {name: [(prefix, nexthop or group)]}."""
+    vrf_index = {name: i for i, name in enumerate(vrfs)}
+    port_index = {name: i for i, (name, _) in enumerate(ports)}
+    nh_index = {name: i for i, name in enumerate(nexthops)}
+    group_index = {name: i for i, name in enumerate(groups)}
+    return Config(
+        path="<test>",
+        node=Node(name=node, seed=0),
+        ports=[Port(name=n, index=i, devargs=f"net_null{i}", mac=mac(port_mac(i)), vrf=v,
+                    vrf_index=vrf_index.get(v, 0), xconnect=None if v else "pw1")
+               for i, (n, v) in enumerate(ports)],
+        vrfs=[Vrf(name=n, index=i, routes=[
+                  Route(prefix=ipaddress.ip_network(pfx), via=via, via_group=via in groups,
+                        via_index=group_index[via] if via in groups else nh_index[via])
+                  for pfx, via in routes])
+              for i, (n, routes) in enumerate(vrfs.items())],
+        nexthops=[NextHop(name=n, index=i, port=p, port_index=port_index[p], mac=mac(m))
+                  for i, (n, (p, m)) in enumerate(nexthops.items())],
+        groups=[Group(name=n, index=i, members=[Member(nh, nh_index[nh], w) for nh, w in ms])
+                for i, (n, ms) in enumerate(groups.items())],
+    )
