@@ -1,0 +1,153 @@
+"""The `dataplane` command: check, run, replay."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from .drops import DROP_REASONS
+
+err = Console(stderr=True)
+out = Console()
+
+
+def split_eal(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Everything after the first `--` goes to EAL unchanged."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def load_config(path: str):
+    from .config import ConfigError, load
+    try:
+        return load(path)
+    except ConfigError as e:
+        err.print(f"[red]invalid configuration[/red]\n{e}", highlight=False, markup=True)
+        raise SystemExit(2)
+    except OSError as e:
+        err.print(f"{path}: {e.strerror}")
+        raise SystemExit(2)
+
+
+def cmd_check(a) -> int:
+    cfg = load_config(a.config)
+    routes = sum(len(v.routes) for v in cfg.vrfs)
+    out.print(f"{a.config}: OK — node {cfg.node.name} (seed 0x{cfg.node.seed:08x}), "
+              f"{len(cfg.ports)} ports, {len(cfg.vrfs)} VRFs, {routes} routes, "
+              f"{len(cfg.nexthops)} next hops, {len(cfg.groups)} groups")
+    return 0
+
+
+def parse_inputs(cfg, specs: list[str]) -> dict[str, str]:
+    """--in [PORT=]FILE: a bare FILE feeds the first port."""
+    names = [p.name for p in cfg.ports]
+    inputs = {}
+    for s in specs:
+        port, eq, path = s.partition("=")
+        if not eq or port not in names:
+            port, path = names[0], s
+        if port in inputs:
+            raise SystemExit(f"--in: port {port} given twice")
+        inputs[port] = path
+    return inputs
+
+
+def summary_table(s: dict, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("port")
+    t.add_column("in", justify="right")
+    t.add_column("out", justify="right")
+    for r in DROP_REASONS:
+        if s["drops"][r]:
+            t.add_column(r, justify="right")
+    for name, p in s["ports"].items():
+        t.add_row(name, f"{p['rx']:,}", f"{p['tx']:,}",
+                  *[f"{p['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]])
+    t.add_row("total", f"{s['rx']:,}", f"{s['tx']:,}",
+              *[f"{s['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]], style="bold")
+    return t
+
+
+def print_summary(s: dict, title: str) -> None:
+    out.print(summary_table(s, title))
+    dropped = sum(s["drops"].values())
+    out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
+              f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
+    if s.get("not_received"):
+        out.print(f"[yellow]{s['not_received']:,} input packets were not received by the "
+                  "PMD[/yellow]")
+
+
+def cmd_replay(a, eal: list[str]) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from . import runtime
+    cfg = load_config(a.config)
+    inputs = parse_inputs(cfg, a.inputs)
+    total = sum(runtime.pcap_count(f) for f in inputs.values())
+    with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=total < 10000 or a.quiet) as bar:
+        task = bar.add_task("replay", total=total)
+        s = runtime.replay(cfg, inputs, a.out_dir, eal,
+                           progress=lambda got, tot: bar.update(task, completed=got))
+    if not a.quiet:
+        print_summary(s, f"replay of {', '.join(inputs.values())} → {a.out_dir}")
+        out.print(f"summary: {a.out_dir}/summary.json")
+    return 0 if not s["not_received"] and not s["mbufs_in_use_after"] else 1
+
+
+def cmd_run(a, eal: list[str]) -> int:
+    from . import runtime
+    cfg = load_config(a.config)
+
+    def report(s):
+        err.print(f"rx {s['rx']:,}  tx {s['tx']:,}  drops {sum(s['drops'].values()):,}")
+
+    s = runtime.run(cfg, eal, duration=a.duration, on_stats=None if a.quiet else report,
+                    interval=a.stats_interval)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(s, f, indent=2)
+    if not a.quiet:
+        print_summary(s, f"run of {a.config}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="validate a configuration and exit")
+    c.add_argument("config")
+    r = sub.add_parser("replay", help="forward pcaps through net_pcap vdevs",
+                       usage="dataplane replay CONFIG --in [PORT=]PCAP --out-dir DIR "
+                             "[-- EAL args]")
+    r.add_argument("config")
+    r.add_argument("--in", dest="inputs", action="append", required=True,
+                   metavar="[PORT=]PCAP")
+    r.add_argument("--out-dir", required=True)
+    r.add_argument("-q", "--quiet", action="store_true")
+    u = sub.add_parser("run", help="forward until SIGINT/SIGTERM",
+                       usage="dataplane run CONFIG [--duration S] [-- EAL args]")
+    u.add_argument("config")
+    u.add_argument("--duration", type=float, help="stop after S seconds")
+    u.add_argument("--stats-interval", type=float, default=1.0)
+    u.add_argument("--json", help="write the final stats here")
+    u.add_argument("-q", "--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    if a.cmd == "check":
+        return cmd_check(a)
+    from .errors import DataplaneError
+    try:
+        return cmd_replay(a, eal) if a.cmd == "replay" else cmd_run(a, eal)
+    except DataplaneError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,693 @@
+"""Load the YAML configuration (SPEC §12), check all of it, and build the model.
+
+Every problem is reported, not only the first, one line each:
+``<file>: <path.in.document>: must be <rule>, got <value>``, where the path uses dots
+for keys and ``[i]`` for list items. Checkers are small functions ``(ctx, value)``
+that return the converted value, or BAD after recording an error at ``ctx``; a
+record's spec maps each allowed key to ``(checker, default)``, with REQUIRED as the
+default of a key that must be present.
+
+mpls, pseudowires, fat_flows and mirror are checked here but only kept as written in
+``Config.raw`` (no defaults applied); their features compile them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+
+import yaml
+
+from ..crc32c import crc32c
+from .model import (DEFAULT_HASH_FIELDS, HASH_FIELDS, Config, Eal, FlowTable, Group,
+                    HashSpec, Member, NextHop, Node, Port, Route, Tunnel, Vrf)
+
+MAX_PORTS, MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS = 32, 256, 65535, 4096
+MAX_ROUTES_PER_VRF, MAX_MEMBERS = 1 << 20, 64
+
+# vdev drivers we accept, with the devargs keys each takes (None: not checked here).
+VDEV_ARGS = {
+    "net_pcap": ("rx_pcap", "tx_pcap", "rx_iface", "rx_iface_in", "tx_iface", "iface",
+                 "phy_mac", "infinite_rx"),
+    "net_tap": ("iface", "mac", "remote", "persist"),
+    "net_ring": ("nodeaction",),
+    "net_null": ("size", "copy", "no-rx"),
+    "net_af_packet": None, "net_memif": None, "net_virtio_user": None, "net_vhost": None,
+}
+PCI_RE = re.compile(r"([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]")
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+NAME_RULE = "a name of letters, digits, '_' and '-' starting with a letter or '_'"
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+LCORES_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+LFIB_ACTIONS = {"swap": ("labels", "via"), "pop": (), "pop-lookup": ("vrf",),
+                "pop-xconnect": ("pseudowire",)}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` holds one message per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+class _Bad:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+BAD = _Bad()          # a value that failed its check (its error is already recorded)
+REQUIRED = object()   # the default of a key that must be present
+
+
+class Ctx:
+    """A place in the document; the path is built only when an error is reported."""
+    __slots__ = ("file", "errors", "parent", "key")
+
+    def __init__(self, file: str, errors: list[str], parent: Ctx | None = None, key=None):
+        self.file, self.errors, self.parent, self.key = file, errors, parent, key
+
+    def at(self, key) -> Ctx:
+        """A mapping key (str) or a list index (int) below this place."""
+        return Ctx(self.file, self.errors, self, key)
+
+    @property
+    def path(self) -> str:
+        if self.parent is None:
+            return ""
+        head = self.parent.path
+        if isinstance(self.key, int):
+            return f"{head}[{self.key}]"
+        return f"{head}.{self.key}" if head else str(self.key)
+
+    def report(self, message: str) -> _Bad:
+        path = self.path
+        self.errors.append(f"{self.file}: {path}: {message}" if path else
+                           f"{self.file}: {message}")
+        return BAD
+
+    def error(self, rule: str, value) -> _Bad:
+        return self.report(f"must be {rule}, got {value!r}")
+
+
+# ---- generic checkers -------------------------------------------------------------
+
+def checker(rule: str, ok, convert=lambda v: v):
+    """A checker that accepts values for which ok(value) holds."""
+    def check(ctx, value):
+        return convert(value) if ok(value) else ctx.error(rule, value)
+    return check
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def integer(lo: int, hi: int | None = None):
+    rule = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    return checker(rule, lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi))
+
+
+def one_of(*choices: str):
+    return checker("one of " + ", ".join(choices),
+                   lambda v: isinstance(v, str) and v in choices)
+
+
+def _is_prime(n: int) -> bool:
+    return n > 1 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+boolean = checker("true or false", lambda v: isinstance(v, bool))
+string = checker("a string", lambda v: isinstance(v, str))
+seconds = checker("a number of seconds > 0",
+                  lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v) and v > 0, float)
+name = checker(NAME_RULE, lambda v: isinstance(v, str) and NAME_RE.fullmatch(v))
+label = checker("an MPLS label from 16 to 1048575 (0-15 are reserved)",
+                lambda v: _is_int(v) and 16 <= v <= 0xFFFFF)
+
+
+def power_of_two(lo: int, hi: int):
+    return checker(f"a power of two from {lo} to {hi}",
+                   lambda v: _is_int(v) and lo <= v <= hi and v & (v - 1) == 0)
+
+
+def ip_address(ctx, value):
+    try:
+        if isinstance(value, str):
+            return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    return ctx.error("an IPv4 or IPv6 address", value)
+
+
+def prefix(ctx, value):
+    if isinstance(value, str) and "/" in value:
+        try:
+            return ipaddress.ip_network(value)
+        except ValueError:
+            try:
+                ipaddress.ip_network(value, strict=False)
+                return ctx.error("a prefix with no host bits set", value)
+            except ValueError:
+                pass
+    return ctx.error("an IPv4 or IPv6 prefix", value)
+
+
+def unicast_mac(ctx, value):
+    if not (isinstance(value, str) and MAC_RE.fullmatch(value)):
+        return ctx.error('a MAC address "xx:xx:xx:xx:xx:xx"', value)
+    mac = bytes.fromhex(value.replace(":", ""))
+    if mac[0] & 1:
+        return ctx.error("a unicast MAC address (low bit of the first byte clear)", value)
+    if not any(mac):
+        return ctx.error("a non-zero MAC address", value)
+    return mac
+
+
+def lcores(ctx, value):
+    text = str(value) if _is_int(value) and value >= 0 else value
+    if isinstance(text, str) and LCORES_RE.fullmatch(text):
+        ranges = [tuple(map(int, part.split("-"))) for part in text.split(",")]
+        if all(r[0] <= r[-1] for r in ranges):
+            return text
+    return ctx.error('a core list like "0-1" or "0,2"', value)
+
+
+def devargs(ctx, value):
+    if not isinstance(value, str) or not value:
+        return ctx.error("a PCI address or vdev devargs string", value)
+    dev, *args = value.split(",")
+    driver, allowed = None, None
+    if not PCI_RE.fullmatch(dev):
+        driver = dev.rstrip("0123456789")
+        if driver not in VDEV_ARGS:
+            return ctx.error("a PCI address like 0000:01:00.0 or a vdev of "
+                             + ", ".join(VDEV_ARGS), value)
+        allowed = VDEV_ARGS[driver]
+    bad = False
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if not key:
+            bad = ctx.error("comma-separated key=value arguments", value)
+        elif allowed is not None and key not in allowed:
+            bad = ctx.error(f"a {driver} argument ({', '.join(allowed)})", arg)
+    return BAD if bad else value
+
+
+def fields(ctx, value, spec: dict):
+    """Check a mapping against spec {key: (checker, default)}; returns {key: value}."""
+    if value is None:
+        value = {}                  # `section:` with nothing under it
+    if not isinstance(value, dict):
+        return ctx.error("a mapping", value)
+    for key in value:
+        if key not in spec:
+            ctx.report(f"unknown key {key!r}, allowed: {', '.join(spec)}")
+    out = {}
+    for key, (check, default) in spec.items():
+        if key in value:
+            out[key] = check(ctx.at(key), value[key])
+        elif default is REQUIRED:
+            out[key] = ctx.at(key).report("is required")
+        else:
+            out[key] = default() if callable(default) else default
+    return out
+
+
+def record(spec: dict, build=dict):
+    """A checker for a mapping with fixed keys, built into `build(**fields)`."""
+    def check(ctx, value):
+        out = fields(ctx, value, spec)
+        return out if out is BAD else build(**out)
+    return check
+
+
+def list_of(item, lo: int = 0, hi: int | None = None, what: str = "entries",
+            convert=list):
+    """A checker for a list whose items are checked by `item` (BAD items are kept)."""
+    def check(ctx, value):
+        if not isinstance(value, list):
+            return ctx.error("a list", value)
+        if len(value) < lo or (hi is not None and len(value) > hi):
+            rule = (f"a list of {lo} to {hi} {what}" if hi is not None
+                    else f"a list of at least {lo} {what}")
+            ctx.report(f"must be {rule}, got {len(value)} {what}")
+        return convert(item(ctx.at(i), v) for i, v in enumerate(value))
+    return check
+
+
+def named(item, most: int, what: str):
+    """A checker for a mapping name -> entry; `item(ctx, name, index, value)`."""
+    def check(ctx, value):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            return ctx.error(f"a mapping of name to {what[:-1]}", value)
+        if len(value) > most:
+            ctx.report(f"must be at most {most} {what}, got {len(value)} {what}")
+        out = []
+        for index, (key, entry) in enumerate(value.items()):
+            here = ctx.at(str(key))
+            name(here, key)
+            out.append(item(here, key, index, entry))
+        return out
+    return check
+
+
+def unique(ctx, items: list, rule: str, attr: str | None = None, key=lambda v: v):
+    """Report each item (or its `attr`) whose key repeats an earlier one."""
+    seen = set()
+    for i, item in enumerate(items):
+        if item is BAD:
+            continue
+        value = item if attr is None else (
+            item[attr] if isinstance(item, dict) else getattr(item, attr))
+        if value is BAD or value is None:
+            continue
+        k = key(value)
+        if k in seen:
+            here = ctx.at(i) if attr is None else ctx.at(i).at(attr)
+            here.error(rule, value if isinstance(value, (str, int)) else str(value))
+        seen.add(k)
+
+
+def _hint(names) -> str:
+    names = [str(n) for n in names]
+    if not names:
+        return "none defined"
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+labels = list_of(label, what="labels")
+hash_fields = list_of(one_of(*HASH_FIELDS), 1, len(HASH_FIELDS), "fields", tuple)
+
+
+def hash_fields_unique(ctx, value):
+    out = hash_fields(ctx, value)
+    if out is not BAD:
+        unique(ctx, out, "unique")
+    return out
+
+
+EAL = record({
+    "lcores": (lcores, Eal.lcores), "memory_mb": (integer(64, 65536), Eal.memory_mb),
+    "no_huge": (boolean, Eal.no_huge), "mbufs": (integer(1024), Eal.mbufs),
+    "extra": (list_of(string), list)}, Eal)
+FLOW_TABLE = record({
+    "entries": (power_of_two(1024, 1 << 30), FlowTable.entries),
+    "idle_timeout": (seconds, FlowTable.idle_timeout),
+    "tcp_close_timeout": (seconds, FlowTable.tcp_close_timeout),
+    "on_full": (one_of("hash", "drop"), FlowTable.on_full)}, FlowTable)
+HASH = record({
+    "fields": (hash_fields_unique, DEFAULT_HASH_FIELDS), "symmetric": (boolean, False),
+    "fragments": (one_of("follow", "l3"), "follow")}, HashSpec)
+TUNNEL = record({"type": (one_of("mpls-udp", "mpls-gre"), REQUIRED),
+                 "remote": (ip_address, REQUIRED)}, Tunnel)
+FAT_FLOW = record({
+    "proto": (one_of("tcp", "udp", "icmp", "sctp"), REQUIRED),
+    "port": (integer(0, 65535), 0), "ignore": (one_of("none", "src", "dst"), "none"),
+    "src_prefix_len": (integer(0, 128), None), "dst_prefix_len": (integer(0, 128), None)})
+BUCKETS = checker("a power of two or a prime from 64 to 65536",
+                  lambda v: _is_int(v) and 64 <= v <= 65536
+                  and (v & (v - 1) == 0 or _is_prime(v)))
+
+
+def fat_flows(ctx, value):
+    rules = list_of(FAT_FLOW)(ctx, value)
+    if rules is not BAD:
+        seen = set()
+        for i, rule in enumerate(rules):
+            if rule is BAD or BAD in (rule["proto"], rule["port"]):
+                continue
+            if (rule["proto"], rule["port"]) in seen:
+                ctx.at(i).error("unique per proto and port", value[i])
+            seen.add((rule["proto"], rule["port"]))
+    return rules
+
+
+# ---- the document ------------------------------------------------------------------
+
+_ABSENT = object()
+
+
+class _Validator:
+    def __init__(self, data: dict, file: str):
+        self.errors: list[str] = []
+        self.root = Ctx(file, self.errors)
+        self.data = data
+        # name -> index in file order, known before any section is checked so that
+        # references can point forward; None when the section is unusable (its own
+        # error is reported) and references into it are not checked.
+        self.names = {
+            "ports": self._port_names(data.get("ports", _ABSENT)),
+            "vrfs": self._keys(data.get("vrfs", _ABSENT), {"default": 0}),
+            "nexthops": self._keys(data.get("nexthops", _ABSENT), {}),
+            "groups": self._keys(data.get("groups", _ABSENT), {}),
+            "pseudowires": self._keys(data.get("pseudowires", _ABSENT), {}),
+        }
+        ports = data.get("ports")
+        self.via = self.ref("a next hop or group", "nexthops", "groups")
+        self.port_xconnect = {p["name"]: p.get("xconnect") for p in ports
+                              if isinstance(p, dict) and isinstance(p.get("name"), str)
+                              } if isinstance(ports, list) else {}
+
+    @staticmethod
+    def _keys(section, absent):
+        if section is _ABSENT:
+            return absent
+        if section is None:
+            return {}
+        return {k: i for i, k in enumerate(section)} if isinstance(section, dict) else None
+
+    @staticmethod
+    def _port_names(ports):
+        if not isinstance(ports, list):
+            return None
+        names = {}
+        for i, p in enumerate(ports):
+            if isinstance(p, dict) and isinstance(p.get("name"), str):
+                names.setdefault(p["name"], i)
+        return names
+
+    def ref(self, rule: str, *sections: str):
+        """A checker for a name that must be defined in one of `sections`."""
+        def check(ctx, value):
+            tables = [self.names[s] for s in sections]
+            if any(t is None for t in tables) or (
+                    isinstance(value, str) and any(value in t for t in tables)):
+                return value
+            defined = dict.fromkeys(n for t in tables for n in t)
+            return ctx.error(f"{rule} defined under {' or '.join(sections)} "
+                             f"({_hint(defined)})", value)
+        return check
+
+    def run(self) -> Config:
+        top = fields(self.root, self.data, {
+            "node": (self.node, REQUIRED),
+            "eal": (EAL, Eal),
+            "flow_table": (FLOW_TABLE, FlowTable),
+            "ports": (self.ports, REQUIRED),
+            "vrfs": (named(self.vrf, MAX_VRFS, "VRFs"), lambda: [Vrf("default", 0)]),
+            "nexthops": (named(self.nexthop, MAX_NEXTHOPS, "nexthops"), list),
+            "groups": (named(self.group, MAX_GROUPS, "groups"), list),
+            "mpls": (self.mpls, None),
+            "pseudowires": (named(self.pseudowire, 1 << 20, "pseudowires"), None),
+        })
+        if top is not BAD:
+            self.cross_checks(top)
+        if self.errors:
+            raise ConfigError(self.errors)
+        return Config(path="", node=top["node"], ports=top["ports"], vrfs=top["vrfs"],
+                      nexthops=top["nexthops"], groups=top["groups"],
+                      flow_table=top["flow_table"], eal=top["eal"], raw=self.data)
+
+    def cross_checks(self, top: dict) -> None:
+        groups, nexthops = self.names["groups"] or {}, self.names["nexthops"] or {}
+        for group_name in groups:
+            if group_name in nexthops:
+                self.root.at("groups").at(str(group_name)).error(
+                    "a name not used by a next hop", group_name)
+        node = top["node"]
+        if node is BAD or node.tunnel_address is BAD or not isinstance(top["nexthops"], list):
+            return
+        tunnels = [nh for nh in top["nexthops"]
+                   if nh is not BAD and isinstance(nh.tunnel, Tunnel)
+                   and nh.tunnel.remote is not BAD]
+        if tunnels and node.tunnel_address is None:
+            self.root.at("node").at("tunnel_address").report(
+                f"is required when a next hop has a tunnel (nexthops.{tunnels[0].name})")
+        for nh in tunnels:
+            if node.tunnel_address and nh.tunnel.remote.version != node.tunnel_address.version:
+                self.root.at("nexthops").at(nh.name).at("tunnel").at("remote").error(
+                    f"an IPv{node.tunnel_address.version} address like node.tunnel_address",
+                    str(nh.tunnel.remote))
+
+    def node(self, ctx, value):
+        node = fields(ctx, value, {
+            "name": (checker("a name of letters, digits, '_', '.' and '-'",
+                             lambda v: isinstance(v, str) and NODE_NAME_RE.fullmatch(v)),
+                     REQUIRED),
+            "seed": (integer(0, 0xFFFFFFFF), None),
+            "tunnel_address": (ip_address, None)})
+        if node is BAD:
+            return BAD
+        seed = node["seed"]
+        if seed is None and isinstance(node["name"], str):
+            seed = crc32c(node["name"].encode())
+        return Node(node["name"], seed, node["tunnel_address"])
+
+    def ports(self, ctx, value):
+        ports = list_of(self.port, 1, MAX_PORTS, "ports")(ctx, value)
+        if ports is BAD:
+            return BAD
+        for index, port in enumerate(ports):
+            if port is not BAD:
+                port.index = index
+        unique(ctx, ports, "unique", "name")
+        unique(ctx, ports, "a device not used by another port", "devargs",
+               key=lambda d: d.split(",", 1)[0].lower())
+        unique(ctx, ports, "a pseudowire no other port cross-connects", "xconnect")
+        return ports
+
+    def port(self, ctx, value):
+        port = fields(ctx, value, {
+            "name": (name, REQUIRED),
+            "devargs": (devargs, REQUIRED),
+            "mac": (unicast_mac, REQUIRED),
+            "vrf": (self.ref("a VRF", "vrfs"), "default"),
+            "mode": (one_of("flow", "packet"), "flow"),
+            "fat_flows": (fat_flows, list),
+            "fat_flow_exclude": (list_of(prefix), list),
+            "mirror": (record({
+                "to": (self.ref("a port", "ports"), REQUIRED),
+                "direction": (one_of("rx", "tx", "both"), "both"),
+                "sample": (integer(1), 1)}), None),
+            "xconnect": (self.ref("a pseudowire", "pseudowires"), None)})
+        if port is BAD:
+            return BAD
+        vrfs = self.names["vrfs"]
+        if port["xconnect"] is not None:
+            if "vrf" in value:
+                ctx.at("vrf").error("absent on a port with xconnect", value["vrf"])
+            port["vrf"] = None
+        elif "vrf" not in value and vrfs is not None and "default" not in vrfs:
+            ctx.at("vrf").report("is required when vrfs defines no 'default' VRF")
+        mirror = port["mirror"]
+        if mirror not in (None, BAD) and mirror["to"] == port["name"]:
+            ctx.at("mirror").at("to").error("a port other than the mirrored one",
+                                            mirror["to"])
+        vrf_index = vrfs.get(port["vrf"], 0) if vrfs and isinstance(port["vrf"], str) else 0
+        return Port(port["name"], 0, port["devargs"], port["mac"], port["vrf"], vrf_index,
+                    port["mode"], port["xconnect"])
+
+    def vrf(self, ctx, vrf_name, index, value):
+        vrf = fields(ctx, value, {"routes": (self.routes, list)})
+        return BAD if vrf is BAD else Vrf(vrf_name, index, vrf["routes"])
+
+    def routes(self, ctx, value):
+        routes = list_of(self.route, 0, MAX_ROUTES_PER_VRF, "routes")(ctx, value)
+        if routes is not BAD:
+            unique(ctx, routes, "unique in the VRF", "prefix")
+        return routes
+
+    def route(self, ctx, value):
+        route = fields(ctx, value, {"prefix": (prefix, REQUIRED), "via": (self.via, REQUIRED)})
+        if route is BAD:
+            return BAD
+        via, nexthops, groups = route["via"], self.names["nexthops"], self.names["groups"]
+        if isinstance(via, str) and nexthops and via in nexthops:
+            return Route(route["prefix"], via, False, nexthops[via])
+        if isinstance(via, str) and groups and via in groups:
+            return Route(route["prefix"], via, True, groups[via])
+        return Route(route["prefix"], via)
+
+    def nexthop(self, ctx, nh_name, index, value):
+        nh = fields(ctx, value, {
+            "port": (self.ref("a port", "ports"), REQUIRED),
+            "mac": (unicast_mac, REQUIRED),
+            "labels": (labels, list),
+            "entropy": (boolean, False),
+            "erld": (integer(1, 16), 8),
+            "tunnel": (TUNNEL, None)})
+        if nh is BAD:
+            return BAD
+        port = nh["port"]
+        if isinstance(port, str) and self.port_xconnect.get(port) is not None:
+            ctx.at("port").error("a port without xconnect", port)
+        if nh["entropy"] is True and nh["labels"] == []:
+            ctx.at("entropy").error("false on a next hop without labels", True)
+        if nh["tunnel"] not in (None, BAD) and nh["labels"] == []:
+            if "labels" in value:
+                ctx.at("labels").error("a non-empty list on a tunnel next hop", [])
+            else:
+                ctx.at("labels").report("is required on a tunnel next hop")
+        ports = self.names["ports"]
+        port_index = ports.get(port, 0) if ports and isinstance(port, str) else 0
+        return NextHop(nh_name, index, port, port_index, nh["mac"], nh["labels"],
+                       nh["entropy"], nh["erld"], nh["tunnel"])
+
+    def group(self, ctx, group_name, index, value):
+        group = fields(ctx, value, {
+            "members": (self.members, REQUIRED),
+            "buckets": (BUCKETS, 4096),
+            "hash": (HASH, HashSpec)})
+        if group is BAD:
+            return BAD
+        members, buckets = group["members"], group["buckets"]
+        if members is not BAD and buckets is not BAD and buckets < len(members):
+            ctx.at("buckets").error(f"at least the number of members ({len(members)})",
+                                    buckets)
+        return Group(group_name, index, members, buckets, group["hash"])
+
+    def members(self, ctx, value):
+        members = list_of(self.member, 1, MAX_MEMBERS, "members")(ctx, value)
+        if members is BAD:
+            return BAD
+        unique(ctx, members, "unique in the group", "nexthop")
+        weights = [m.weight for m in members if m is not BAD]
+        if members and len(weights) == len(members) and BAD not in weights \
+                and not any(weights):
+            ctx.report(f"must have at least one member with weight > 0, got weights {weights}")
+        return members
+
+    def member(self, ctx, value):
+        member = fields(ctx, value, {
+            "nexthop": (self.ref("a next hop", "nexthops"), REQUIRED),
+            "weight": (integer(0, 65535), 1)})
+        if member is BAD:
+            return BAD
+        nexthops = self.names["nexthops"]
+        nh = member["nexthop"]
+        nh_index = nexthops.get(nh, 0) if nexthops and isinstance(nh, str) else 0
+        return Member(nh, nh_index, member["weight"])
+
+    def mpls(self, ctx, value):
+        return fields(ctx, value, {
+            "erld": (integer(1, 16), 8),
+            "payload_guess": (boolean, True),
+            "ttl_model": (one_of("uniform", "pipe"), "uniform"),
+            "lfib": (self.lfib, list)})
+
+    def lfib(self, ctx, value):
+        entries = list_of(self.lfib_entry)(ctx, value)
+        if entries is not BAD:
+            unique(ctx, entries, "unique in the LFIB", "label")
+        return entries
+
+    def lfib_entry(self, ctx, value):
+        action = value.get("action") if isinstance(value, dict) else None
+        needed = LFIB_ACTIONS.get(action) if isinstance(action, str) else None
+        spec = {"label": (label, REQUIRED), "action": (one_of(*LFIB_ACTIONS), REQUIRED)}
+        by_action = {"labels": list_of(label, 1, what="labels"), "via": self.via,
+                     "vrf": self.ref("a VRF", "vrfs"),
+                     "pseudowire": self.ref("a pseudowire", "pseudowires")}
+        for key, check in by_action.items():
+            if needed is None:          # unknown action: still check what is there
+                spec[key] = (check, None)
+            elif key in needed:
+                spec[key] = (check, REQUIRED)
+        return fields(ctx, value, spec)
+
+    def pseudowire(self, ctx, pw_name, index, value):
+        pw = fields(ctx, value, {
+            "ac_port": (self.ref("a port", "ports"), REQUIRED),
+            "label": (label, REQUIRED),
+            "via": (self.via, REQUIRED),
+            "fat": (boolean, None),
+            "control_word": (boolean, None)})
+        if pw is not BAD:
+            ac_port = pw["ac_port"]
+            if isinstance(ac_port, str) and ac_port in self.port_xconnect \
+                    and self.port_xconnect[ac_port] != pw_name:
+                ctx.at("ac_port").error(f"a port whose xconnect is {pw_name}", ac_port)
+        return pw
+
+
+# ---- YAML --------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records duplicate keys and reads 10:20:30 as a string.
+
+    YAML 1.1 reads digits separated by colons as a base-60 integer, which turns an
+    unquoted MAC such as 10:22:33:44:55:01 into a number.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue            # unhashable key: the base class reports it
+            if first is not key_node:
+                mark = key_node.start_mark
+                self.duplicates.append(
+                    f"line {mark.line + 1}, column {mark.column + 1}: duplicate key "
+                    f"{key!r} (first at line {first.start_mark.line + 1})")
+        return super().construct_mapping(node, deep)
+
+
+_INT = "tag:yaml.org,2002:int"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+
+
+def _parse(text: str, file: str):
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{file}: {where}malformed YAML: {e.problem or e.context}"]) \
+            from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{file}: malformed YAML: {e}"]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{file}: {d}" for d in loader.duplicates])
+    return data
+
+
+def load_text(text: str, path: str = "<string>") -> Config:
+    """Parse and validate a configuration held in a string; raise ConfigError."""
+    file = os.path.basename(path) or path
+    data = _parse(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}: must be a mapping, got {data!r}"])
+    config = _Validator(data, file).run()
+    config.path = str(path)
+    return config
+
+
+def load(path) -> Config:
+    """Read, parse and validate the configuration file at `path`; raise ConfigError."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise ConfigError([f"{os.path.basename(path)}: cannot read: {reason}"]) from None
+    return load_text(text, path)

@@ -1,0 +1,240 @@
+"""Start the forwarder: EAL arguments, mempool, ports, worker; run or replay; stats.
+
+EAL initializes once per process, so each `run`/`replay` owns its process (the CLI) and
+tests drive them as subprocesses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import struct
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from .config.model import Config
+from .drops import DROP_REASONS
+
+PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+
+def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None) -> list[str]:
+    """The EAL argv for cfg: lcores, memory, one --vdev / -a per port, then extra args."""
+    e = cfg.eal
+    args = ["dataplane", "-l", e.lcores, "--file-prefix", prefix or f"dp{os.getpid()}",
+            "--no-shconf", "--log-level", "lib.eal:warning"]
+    args += ["-m", str(e.memory_mb)]
+    if e.no_huge:
+        args.append("--no-huge")
+    pci = [p for p in cfg.ports if PCI_RE.match(p.dev_name)]
+    if not pci:
+        args.append("--no-pci")
+    for p in cfg.ports:
+        args += ["-a", p.devargs] if p in pci else ["--vdev", p.devargs]
+    return args + list(e.extra) + list(extra)
+
+
+def counter_names() -> list[str]:
+    """Names of the C counter slots, in slot order."""
+    from . import _core
+    rx, tx, first_drop, n = _core.counter_slots()
+    names = [""] * n
+    names[rx], names[tx] = "rx", "tx"
+    for i, reason in enumerate(DROP_REASONS):
+        names[first_drop + i] = reason
+    return names
+
+
+class Forwarder:
+    """The Cython core plus its DPDK ports, in this process (EAL initialized here)."""
+
+    def __init__(self, cfg: Config, extra_eal: list[str] = ()):
+        from . import _core
+        self.cfg, self._core_mod = cfg, _core
+        _core.eal_init(eal_args(cfg, extra_eal))
+        _core.pool_create(cfg.eal.mbufs)
+        self.pool_start = _core.pool_in_use()
+        self.core = _core.Core(cfg)
+        for p in cfg.ports:
+            self.core.bind_port(p.index, p.dev_name)
+        self.started = self.stopped = None
+
+    def start(self) -> None:
+        self.core.launch(self.worker_lcore())
+        self.started = time.monotonic()
+
+    def worker_lcore(self) -> int:
+        lcores = parse_lcores(self.cfg.eal.lcores)
+        if len(lcores) < 2:
+            raise ValueError(f"{self.cfg.path}: eal.lcores: need a main and a worker lcore, "
+                             f"got {self.cfg.eal.lcores!r}")
+        return lcores[1]
+
+    def stop(self) -> None:
+        self.core.stop()
+        self.stopped = time.monotonic()
+
+    def close(self) -> None:
+        self.core.close_ports()
+
+    def stats(self) -> dict:
+        """Per-port counters by name, DPDK port stats, and totals."""
+        names = counter_names()
+        ports = {}
+        for p, row in zip(self.cfg.ports, self.core.counters()):
+            c = {n: v for n, v in zip(names, row) if n}
+            ports[p.name] = {"rx": c["rx"], "tx": c["tx"],
+                             "drops": {r: c[r] for r in DROP_REASONS},
+                             "dpdk": self.core.port_stats(p.index)}
+        drops = {r: sum(v["drops"][r] for v in ports.values()) for r in DROP_REASONS}
+        secs = ((self.stopped or time.monotonic()) - self.started) if self.started else 0.0
+        rx = sum(v["rx"] for v in ports.values())
+        return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
+                "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
+                "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
+                "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}
+
+
+def parse_lcores(spec: str) -> list[int]:
+    out = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+# ---------------------------------------------------------------- pcap helpers
+
+def pcap_count(path: str) -> int:
+    """Packets in a classic pcap (either byte order, µs or ns) or pcapng file."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            endian = "<"
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            endian = ">"
+        elif magic == b"\x0a\x0d\x0d\x0a":
+            return _pcapng_count(path)
+        else:
+            raise ValueError(f"{path}: not a pcap or pcapng file")
+        f.seek(24)
+        n = 0
+        while True:
+            hdr = f.read(16)
+            if len(hdr) < 16:
+                return n
+            caplen = struct.unpack(endian + "IIII", hdr)[2]
+            f.seek(caplen, 1)
+            n += 1
+
+
+def _pcapng_count(path: str) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        endian = "<"
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return n
+            btype = struct.unpack("<I", head[:4])[0]
+            if btype == 0x0A0D0D0A:   # section header: learn its byte order
+                bom = f.read(4)
+                endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                f.seek(-4, 1)
+            blen = struct.unpack(endian + "I", head[4:])[0]
+            if btype in (3, 6):        # simple / enhanced packet block
+                n += 1
+            f.seek(blen - 8, 1)
+
+
+def write_empty_pcap(path: str) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+
+# ---------------------------------------------------------------- replay
+
+def replay_config(cfg: Config, inputs: dict[str, str], out_dir: str) -> Config:
+    """cfg with every port's devargs replaced by a net_pcap vdev: rx from its --in file
+    (or an empty pcap), tx to DIR/<port>.pcap."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    empty = out / ".empty.pcap"
+    write_empty_pcap(str(empty))
+    ports = []
+    for p in cfg.ports:
+        rx = Path(inputs.get(p.name, empty)).resolve()
+        tx = (out / f"{p.name}.pcap").resolve()
+        for f in (rx, tx):
+            if "," in str(f):
+                raise ValueError(f"pcap path may not contain ',': {f}")
+        dev = f"net_pcap_{p.index},rx_pcap={rx},tx_pcap={tx}"
+        ports.append(dataclasses.replace(p, devargs=dev))
+    return dataclasses.replace(cfg, ports=ports)
+
+
+def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[str] = (),
+           progress: Optional[Callable[[int, int], None]] = None,
+           stall_seconds: float = 3.0) -> dict:
+    """Forward every packet of the input pcaps; stop when all are received and the TX
+    buffers are drained (or when the PMD delivers nothing for stall_seconds)."""
+    total = sum(pcap_count(f) for f in inputs.values())
+    fw = Forwarder(replay_config(cfg, inputs, out_dir), extra_eal)
+    fw.start()
+    last, last_change = -1, time.monotonic()
+    try:
+        while True:
+            got = fw.core.rx_total()
+            if progress:
+                progress(got, total)
+            if got >= total:
+                break
+            now = time.monotonic()
+            if got != last:
+                last, last_change = got, now
+            elif now - last_change > stall_seconds:
+                break
+            time.sleep(0.02)
+    finally:
+        fw.stop()
+        summary = fw.stats()
+        fw.close()
+    summary["input_packets"] = total
+    summary["not_received"] = total - summary["rx"]
+    summary["inputs"] = dict(inputs)
+    summary["out_dir"] = str(out_dir)
+    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None,
+        on_stats: Optional[Callable[[dict], None]] = None, interval: float = 1.0) -> dict:
+    """Forward until SIGINT/SIGTERM (or `duration` seconds); final stats."""
+    stop = {"now": False}
+
+    def handler(signum, frame):
+        stop["now"] = True
+
+    old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
+    fw = Forwarder(cfg, extra_eal)
+    fw.start()
+    try:
+        next_report = time.monotonic() + interval
+        while not stop["now"]:
+            now = time.monotonic()
+            if duration is not None and now - fw.started >= duration:
+                break
+            if on_stats and now >= next_report:
+                on_stats(fw.stats())
+                next_report = now + interval
+            time.sleep(0.05)
+    finally:
+        fw.stop()
+        summary = fw.stats()
+        fw.close()
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(s, h)
+    return summary
