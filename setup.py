@@ -24,13 +24,15 @@ extra = ["-O3", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
 
 
 def ext(name, src):
-    return Extension(name, [src], include_dirs=["pyx", "pyx/includes"],
+    import numpy
+    return Extension(name, [src], include_dirs=["pyx", "pyx/includes", numpy.get_include()],
                      extra_compile_args=cflags + extra, extra_link_args=libs)
 
 
 setup(
     ext_modules=cythonize(
-        [ext("dataplane._core", "pyx/loop.pyx")],
+        [ext("dataplane._core", "pyx/loop.pyx"),
+         ext("dataplane._hashing", "pyx/hashing.pyx")],
         include_path=["pyx"],
         compiler_directives={"language_level": 3, "boundscheck": False,
                              "wraparound": False, "cdivision": True},

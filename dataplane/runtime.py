@@ -221,19 +221,23 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
     old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
     fw = Forwarder(cfg, extra_eal)
     fw.start()
+    samples = []                   # (seconds since start, packets received): rates
     try:
         next_report = time.monotonic() + interval
         while not stop["now"]:
             now = time.monotonic()
             if duration is not None and now - fw.started >= duration:
                 break
-            if on_stats and now >= next_report:
-                on_stats(fw.stats())
+            if now >= next_report:
+                samples.append((now - fw.started, fw.core.rx_total()))
+                if on_stats:
+                    on_stats(fw.stats())
                 next_report = now + interval
-            time.sleep(0.05)
+            time.sleep(0.01)
     finally:
         fw.stop()
         summary = fw.stats()
+        summary["samples"] = samples
         fw.close()
         for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
             signal.signal(s, h)

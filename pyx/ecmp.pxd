@@ -1,11 +1,76 @@
-# ECMP stage: pick a group member for a packet.
-# For now: the group's first member with weight > 0 (the hash contract comes next).
-from libc.stdint cimport uint32_t
+# ECMP stage: a group's resilient bucket table (built by dataplane/ecmp.py) picks the member
+# for a flow hash; fragments follow their first fragment through a small fragment table.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
 from parse cimport pkt_t
+from hashing cimport (pkt_hash, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
+
+cdef enum:
+    MAX_MEMBERS = 256
+    FRAG_SLOTS = 4096          # direct-mapped: a collision evicts, an entry expires
 
 ctypedef struct group_t:
     uint32_t n_buckets
-    uint32_t *buckets          # next-hop index per bucket
+    uint16_t *buckets          # member slot per bucket
+    uint32_t n_members
+    uint32_t fields            # hash field mask (hashing.pxd F_*), incl. F_SYMMETRIC
+    uint8_t frag_follow        # 1: fragments: follow; 0: fragments: l3
+    uint32_t member_nh[MAX_MEMBERS]
+    uint64_t member_pkts[MAX_MEMBERS]
 
-cdef inline uint32_t select_member(const group_t *g, const pkt_t *p) noexcept nogil:
-    return g.buckets[0]
+ctypedef struct frag_entry_t:
+    uint64_t expires           # TSC; 0 = empty
+    uint32_t group
+    uint16_t member
+    uint8_t klen
+    uint8_t key[KEY_MAX]       # family-tagged (src, dst, proto, id)
+
+ctypedef struct frag_table_t:
+    uint64_t timeout_tsc
+    uint64_t followed          # later fragments that found their first fragment
+    uint64_t fallback          # non-first fragments with no entry: hashed on L3
+    frag_entry_t slots[FRAG_SLOTS]
+
+cdef inline uint32_t frag_key(const pkt_t *p, uint8_t *k) noexcept nogil:
+    """(src, dst, proto, IP id / IPv6 fragment id) in a zeroed key buffer; its length."""
+    cdef const uint8_t *ip = p.data + p.l2_len
+    cdef uint32_t n = hash_key(k, p.family, ip + (12 if p.family == 4 else 8),
+                               ip + (16 if p.family == 4 else 24), p.proto, 0, 0, 0, 0, F_L3)
+    k[n - 4] = <uint8_t>(p.frag_id >> 24)
+    k[n - 3] = <uint8_t>(p.frag_id >> 16)
+    k[n - 2] = <uint8_t>(p.frag_id >> 8)
+    k[n - 1] = <uint8_t>p.frag_id
+    return n
+
+cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
+                                   uint16_t ingress, uint32_t seed, frag_table_t *ft,
+                                   uint64_t now) noexcept nogil:
+    """The member slot for packet p (see docs/hashing.md, fragments)."""
+    cdef uint64_t kbuf[KEY_WORDS]
+    cdef uint8_t *k = <uint8_t *>kbuf
+    cdef uint32_t n, slot
+    cdef uint16_t m
+    cdef frag_entry_t *e
+    if not p.frag:
+        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, seed), g.n_buckets)]
+    if not g.frag_follow:
+        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC),
+                                            seed), g.n_buckets)]
+    n = frag_key(p, k)
+    slot = crc_key(k, n) & (FRAG_SLOTS - 1)
+    e = &ft.slots[slot]
+    if p.l4:
+        # first fragment: decided on its full 5-tuple, like the flow's other packets
+        m = g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, seed), g.n_buckets)]
+        e.expires = now + ft.timeout_tsc
+        e.group = gid
+        e.member = m
+        e.klen = <uint8_t>n
+        memcpy(e.key, k, n)
+        return m
+    if e.expires > now and e.group == gid and e.klen == n and memcmp(e.key, k, n) == 0:
+        ft.followed += 1
+        return e.member
+    ft.fallback += 1
+    return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC), seed),
+                               g.n_buckets)]

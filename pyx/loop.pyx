@@ -20,9 +20,12 @@ from includes.rte_ethdev cimport *
 from includes.rte_lpm cimport *
 from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set
 from errors cimport check, check_ptr
+import numpy as np
+from dataplane import ecmp, hashing
 from parse cimport *
 from route cimport vrf_t, route, NH_NONE, NH_GROUP
-from ecmp cimport group_t, select_member
+from ecmp cimport group_t, frag_table_t, select_member, MAX_MEMBERS
+from hashing cimport pkt_hash
 from rewrite cimport nexthop_t, rewrite
 
 DEF BURST = 32
@@ -46,6 +49,8 @@ ctypedef struct ctx_t:
     vrf_t *vrfs
     nexthop_t *nhs
     group_t *groups
+    uint32_t seed              # node hash seed
+    frag_table_t *frag
 
 assert D_TX_FULL - D_PARSE_ERROR == 6
 
@@ -59,8 +64,11 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     cdef rte_mbuf *m
     cdef uint32_t nh_id
     cdef const nexthop_t *nh
-    cdef uint16_t i, k = 0
+    cdef uint16_t i, k = 0, mem
+    cdef uint32_t gid
+    cdef group_t *g
     cdef int r
+    cdef uint64_t now = rte_rdtsc()
     pt.cnt[C_RX] += n
     for i in range(n):
         m = pkts[i]
@@ -80,7 +88,11 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             rte_pktmbuf_free(m)
             continue
         if nh_id & NH_GROUP:
-            nh_id = select_member(&c.groups[nh_id & ~(<uint32_t>NH_GROUP)], &p)
+            gid = nh_id & ~(<uint32_t>NH_GROUP)
+            g = &c.groups[gid]
+            mem = select_member(g, gid, &p, in_port, c.seed, c.frag, now)
+            g.member_pkts[mem] += 1
+            nh_id = g.member_nh[mem]
         nh = &c.nhs[nh_id]
         rewrite(m, &p, nh)
         out[k] = m
@@ -215,6 +227,11 @@ cdef class Core:
         self.cfg = cfg
         self.c.drain_tsc = rte_get_tsc_hz() * drain_us // 1000000
         self.c.nports = len(cfg.ports)
+        self.c.seed = cfg.node.seed
+        self.c.frag = <frag_table_t *>calloc(1, sizeof(frag_table_t))
+        if self.c.frag == NULL:
+            raise MemoryError()
+        self.c.frag.timeout_tsc = rte_get_tsc_hz() * 2
         for p in cfg.ports:
             self.c.ports[p.index].l3 = p.vrf is not None
             self.c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
@@ -237,10 +254,35 @@ cdef class Core:
         self.ngroups = len(cfg.groups)
         self.c.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
         for grp in cfg.groups:
-            g = &self.c.groups[grp.index]
-            g.n_buckets = 1
-            g.buckets = <uint32_t *>calloc(1, sizeof(uint32_t))
-            g.buckets[0] = next(m.nexthop_index for m in grp.members if m.weight > 0)
+            self.set_group(grp.index, [m.nexthop_index for m in grp.members],
+                           ecmp.build([m.weight for m in grp.members], grp.buckets),
+                           hashing.field_mask(grp.hash.fields, grp.hash.symmetric),
+                           grp.hash.fragments == "follow")
+
+    def set_group(self, int index, list member_nh, table, uint32_t fields, bint follow):
+        """Install a group's members and bucket table (worker stopped; live updates
+        come with the control plane)."""
+        cdef group_t *g = &self.c.groups[index]
+        cdef uint16_t[::1] t = np.ascontiguousarray(table, dtype=np.uint16)
+        if len(member_nh) > MAX_MEMBERS or max(t) >= len(member_nh):
+            raise ValueError("bad group table")
+        free(g.buckets)
+        g.buckets = <uint16_t *>malloc(len(t) * sizeof(uint16_t))
+        memcpy(g.buckets, &t[0], len(t) * sizeof(uint16_t))
+        g.n_buckets = len(t)
+        g.n_members = len(member_nh)
+        for i, nh in enumerate(member_nh):
+            g.member_nh[i] = nh
+        g.fields = fields
+        g.frag_follow = follow
+
+    def group_counters(self, int index):
+        """Packets per member slot of group `index`."""
+        cdef group_t *g = &self.c.groups[index]
+        return [g.member_pkts[i] for i in range(g.n_members)]
+
+    def frag_counters(self):
+        return {"frag_followed": self.c.frag.followed, "frag_fallback": self.c.frag.fallback}
 
     cdef _build_vrfs(self, cfg):
         global _table_seq
@@ -257,18 +299,20 @@ cdef class Core:
             r4 = [r for r in vrf.routes if r.prefix.version == 4]
             r6 = [r for r in vrf.routes if r.prefix.version == 6]
             _table_seq += 1
-            memset(&c4, 0, sizeof(c4))
-            c4.max_rules = max(1024, 2 * len(r4))
-            c4.number_tbl8s = max(256, sum(r.prefix.prefixlen > 24 for r in r4) + 16)
-            name = f"l4_{_table_seq}".encode()
-            v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
-                                          f"rte_lpm_create(vrf {vrf.name})")
-            memset(&c6, 0, sizeof(c6))
-            c6.max_rules = max(1024, 2 * len(r6))
-            c6.number_tbl8s = max(256, 14 * len(r6))
-            name = f"l6_{_table_seq}".encode()
-            v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
-                                           f"rte_lpm6_create(vrf {vrf.name})")
+            if any(r.prefix.prefixlen for r in r4):
+                memset(&c4, 0, sizeof(c4))
+                c4.max_rules = max(1024, 2 * len(r4))
+                c4.number_tbl8s = max(256, sum(r.prefix.prefixlen > 24 for r in r4) + 16)
+                name = f"l4_{_table_seq}".encode()
+                v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
+                                              f"rte_lpm_create(vrf {vrf.name})")
+            if any(r.prefix.prefixlen for r in r6):
+                memset(&c6, 0, sizeof(c6))
+                c6.max_rules = max(1024, 2 * len(r6))
+                c6.number_tbl8s = max(256, 14 * len(r6))
+                name = f"l6_{_table_seq}".encode()
+                v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
+                                               f"rte_lpm6_create(vrf {vrf.name})")
             for r in vrf.routes:
                 nh_id = r.via_index | (NH_GROUP if r.via_group else 0)
                 what = f"add route {r.prefix} via {r.via} in vrf {vrf.name}"
@@ -427,8 +471,10 @@ cdef class Core:
         self.close_ports()
         if self.c.vrfs != NULL:
             for i in range(self.nvrfs):
-                rte_lpm_free(self.c.vrfs[i].lpm4)
-                rte_lpm6_free(self.c.vrfs[i].lpm6)
+                if self.c.vrfs[i].lpm4 != NULL:
+                    rte_lpm_free(self.c.vrfs[i].lpm4)
+                if self.c.vrfs[i].lpm6 != NULL:
+                    rte_lpm6_free(self.c.vrfs[i].lpm6)
             free(self.c.vrfs)
             self.c.vrfs = NULL
         if self.c.groups != NULL:
@@ -438,6 +484,8 @@ cdef class Core:
             self.c.groups = NULL
         free(self.c.nhs)
         self.c.nhs = NULL
+        free(self.c.frag)
+        self.c.frag = NULL
 
     def __dealloc__(self):
         if self.c != NULL:

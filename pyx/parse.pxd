@@ -148,7 +148,7 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
             return D_TRUNCATED
         if nh == 44:
             fo = rd16(ip + off + 2)
-            p.frag = 1
+            p.frag = (fo & 0xfff9) != 0     # offset or M: an atomic fragment is not one
             p.frag_id = rd32(ip + off + 4)
             if fo & 0xfff8:
                 l4 = 0

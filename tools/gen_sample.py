@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import struct
 import sys
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
-from scapy.utils import RawPcapWriter
 
 SEED = 0x5A3B1E
 PACKETS = 20_000
@@ -92,7 +92,9 @@ class Flow:
     def packet(self, rng: random.Random, ttl: int = 64):
         ip = IP(src=self.src, dst=self.dst, ttl=ttl, id=rng.randrange(65536)) \
             if self.family == 4 else IPv6(src=self.src, dst=self.dst, hlim=ttl)
-        payload = bytes(rng.randrange(256) for _ in range(rng.choice((0, 0, 6, 16, 32, 48))))
+        size = rng.choice((0, 0, 6, 16, 32, 48))
+        payload = b"" if self.proto == "tcp" and self.sent == 0 else \
+            bytes(rng.randrange(256) for _ in range(size))             # no data on a SYN
         if self.proto == "tcp":
             l4 = TCP(sport=self.sport, dport=self.dport, seq=self.seq,
                      flags="S" if self.sent == 0 else "PA" if payload else "A")
@@ -125,12 +127,19 @@ def frames(rng: random.Random) -> list[bytes]:
     return out
 
 
+def write_pcap(path: Path, frames: list[bytes]) -> None:
+    """Classic little-endian pcap, Ethernet link type, timestamps T0 + 10 µs * i."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, frame in enumerate(frames):
+            sec, usec = divmod(i * 10, 1_000_000)
+            f.write(struct.pack("<IIII", T0 + sec, usec, len(frame), len(frame)) + frame)
+
+
 def main(out_dir: str = "samples") -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with RawPcapWriter(str(out / "sample.pcap"), linktype=1) as pcap:   # 1 = Ethernet
-        for i, frame in enumerate(frames(random.Random(SEED))):
-            pcap.write_packet(frame, sec=T0 + i // 100_000, usec=i % 100_000 * 10)
+    write_pcap(out / "sample.pcap", frames(random.Random(SEED)))
     (out / "sample.yaml").write_text(yaml_text())
     print(f"wrote {out / 'sample.pcap'} ({PACKETS} packets) and {out / 'sample.yaml'}")
 

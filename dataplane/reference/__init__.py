@@ -2,5 +2,8 @@
 
 The oracle for the Cython core: same inputs, same output bytes, same counters.
 """
-from .forwarder import Lpm, ReferenceForwarder, checksum_update, rewrite, select_member  # noqa: F401
-from .parse import Parsed, parse  # noqa: F401
+from .forwarder import Lpm, ReferenceForwarder, checksum_update, rewrite, select_member
+from .parse import Parsed, parse
+
+__all__ = ["Lpm", "Parsed", "ReferenceForwarder", "checksum_update", "parse", "rewrite",
+           "select_member"]

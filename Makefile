@@ -1,0 +1,39 @@
+# One entry point for a fresh Debian machine: installs what is missing, then builds.
+#   make demo   set up, then replay the bundled sample traffic
+#   make test   set up, then run the test suite
+PY      ?= python3
+VENV    ?= .venv
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config gcc python3-dev python3-venv
+BIN     := $(VENV)/bin
+
+.PHONY: setup deps venv build demo test bench clean
+setup: deps venv build
+
+deps:
+	@pkg-config --exists libdpdk && command -v dpdk-testpmd >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PKGS); }
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+venv: $(BIN)/python
+	@$(BIN)/python -c "import yaml, rich, scapy, Cython, numpy, pytest, matplotlib" 2>/dev/null || \
+	  $(BIN)/pip install -q -r requirements.txt
+
+build: venv
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	$(BIN)/python setup.py -q build_ext --inplace
+
+demo: setup
+	$(BIN)/dataplane replay samples/sample.yaml --in samples/sample.pcap --out-dir out/sample
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf build $(VENV) dataplane/*.so pyx/*.c out *.egg-info

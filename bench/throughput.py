@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Forwarding throughput as a ratio to dpdk-testpmd, measured in one run on one vdev.
+
+Both sides get one forwarding lcore and the same source: a net_pcap vdev replaying a
+64-byte UDP pcap from memory (infinite_rx=1) with no tx_pcap, so the PMD drops on
+transmit and neither side is capped by pcap writing. testpmd runs in macswap mode (the
+ceiling the issues name) and io mode; we run a scenario's config with `dataplane run`.
+Absolute Mpps on a shared machine mean little; the ratio is the figure.
+
+    python bench/throughput.py [--seconds 6] [--scenario l3] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+TARGETS = {"l3": 0.70}
+EAL_MEM = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"]
+
+
+def make_pcap(path: str, flows: int = 64) -> None:
+    """64-byte frames (60 + FCS): UDP from `flows` sources to 10.x destinations."""
+    from scapy.all import IP, UDP, Ether, Raw, wrpcap
+    pkts = []
+    for i in range(flows):
+        p = (Ether(src="02:00:00:00:00:10", dst="02:00:00:00:00:01") /
+             IP(src=f"192.168.{i // 256}.{i % 256}", dst=f"10.{i % 7}.{i % 13}.{i}", ttl=64) /
+             UDP(sport=1024 + i, dport=5000 + i % 17))
+        pkts.append(p / Raw(b"\0" * (60 - len(p))))
+    wrpcap(path, pkts)
+
+
+def scenario_config(name: str, pcap: str) -> str:
+    dev = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
+    if name == "l3":
+        return f"""
+node: {{name: bench}}
+eal: {{lcores: "0-1", memory_mb: 512, mbufs: 8192}}
+ports:
+  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01"}}
+vrfs:
+  default:
+    routes:
+      - {{prefix: 10.0.0.0/8, via: nh1}}
+      - {{prefix: 10.1.0.0/16, via: nh2}}
+      - {{prefix: 192.168.0.0/16, via: nh1}}
+nexthops:
+  nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
+  nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
+"""
+    raise SystemExit(f"unknown scenario {name!r}")
+
+
+def testpmd(pcap: str, mode: str, seconds: float) -> float:
+    """Median Rx-pps of testpmd's per-second stats, first two seconds discarded."""
+    cmd = ["dpdk-testpmd", "-l", "0-1", *EAL_MEM, "--file-prefix", f"tpmd{os.getpid()}",
+           "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "--",
+           f"--forward-mode={mode}", "--stats-period", "1", "--total-num-mbufs=8192",
+           "--nb-cores=1"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             timeout=seconds + 2).stdout
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+    rates = [int(x) for x in re.findall(r"Rx-pps:\s+(\d+)", out)]
+    rates = [r for r in rates[2:] if r > 0]
+    if not rates:
+        raise SystemExit(f"testpmd {mode}: no rate measured; output:\n{out[-2000:]}")
+    return statistics.median(rates) / 1e6
+
+
+def ours(config_text: str, seconds: float, tmp: str) -> tuple[float, dict]:
+    cfg = Path(tmp, "bench.yaml")
+    cfg.write_text(config_text)
+    res = Path(tmp, "run.json")
+    subprocess.run([sys.executable, "-m", "dataplane.cli", "run", str(cfg), "--duration",
+                    str(seconds), "--stats-interval", "0.5", "--json", str(res), "-q"],
+                   check=True, cwd=ROOT, timeout=seconds + 30)
+    s = json.loads(res.read_text())
+    pts = s["samples"]
+    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:])]
+    rates = rates[2:] or rates
+    return statistics.median(rates) / 1e6, s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=6)
+    ap.add_argument("--scenario", default="l3", choices=sorted(TARGETS))
+    ap.add_argument("--json", default=str(HERE / "results" / "throughput.json"))
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dpbench") as tmp:
+        pcap = os.path.join(tmp, "udp64.pcap")
+        make_pcap(pcap)
+        macswap = testpmd(pcap, "macswap", a.seconds)
+        io = testpmd(pcap, "io", a.seconds)
+        mpps, s = ours(scenario_config(a.scenario, pcap), a.seconds, tmp)
+    ratio = mpps / macswap
+    result = {
+        "scenario": a.scenario, "frame_bytes": 64, "seconds": a.seconds,
+        "testpmd_macswap_mpps": round(macswap, 3), "testpmd_io_mpps": round(io, 3),
+        "ours_mpps": round(mpps, 3), "ratio_vs_macswap": round(ratio, 3),
+        "ratio_vs_io": round(mpps / io, 3), "target_vs_macswap": TARGETS[a.scenario],
+        "meets_target": ratio >= TARGETS[a.scenario],
+        "ours_drops": {k: v for k, v in s["drops"].items() if v},
+        "host": platform.node(), "cpu_count": os.cpu_count(),
+    }
+    print(f"scenario {a.scenario}: testpmd macswap {macswap:.2f} Mpps, io {io:.2f} Mpps, "
+          f"dataplane {mpps:.2f} Mpps → ratio {ratio:.3f} vs macswap "
+          f"(target ≥ {TARGETS[a.scenario]}), {mpps / io:.3f} vs io")
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2))
+    print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Python entry points to the C flow hash (pyx/hashing.pxd), for tests, `explain` and the
+polarization simulator: the same inline functions the packet path runs."""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+cimport numpy as cnp
+import numpy as np
+from hashing cimport hash_key, crc_key, finalize, bucket_of, KEY_MAX, KEY_WORDS
+from includes.rte_hash_crc cimport rte_hash_crc
+
+cnp.import_array()
+
+
+def crc32c_raw(bytes data, uint32_t init=0xffffffff):
+    """rte_hash_crc(data, len, init): the CRC32-C register, no final XOR."""
+    return rte_hash_crc(<const char *>data, len(data), init)
+
+
+def key_bytes(int family, bytes src, bytes dst, int proto, int sport, int dport,
+              int ingress, uint32_t flow_label, uint32_t fields):
+    cdef uint64_t kbuf[KEY_WORDS]
+    if len(src) != (4 if family == 4 else 16) or len(dst) != len(src):
+        raise ValueError("address length does not match the family")
+    n = hash_key(<uint8_t *>kbuf, family, src, dst, proto, sport, dport, ingress,
+                 flow_label, fields)
+    return (<char *>kbuf)[:n]
+
+
+def explain(int family, bytes src, bytes dst, int proto, int sport, int dport, int ingress,
+            uint32_t flow_label, uint32_t fields, uint32_t seed):
+    """(key, crc, hash) exactly as the packet path computes them."""
+    key = key_bytes(family, src, dst, proto, sport, dport, ingress, flow_label, fields)
+    c = crc_key(<const uint8_t *><char *>key, len(key))
+    return key, c, finalize(c, seed)
+
+
+def hash_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] proto,
+                 cnp.uint16_t[::1] sport, cnp.uint16_t[::1] dport, uint32_t fields,
+                 uint32_t seed):
+    """Flow hashes of many IPv4 5-tuples (addresses as host-order uint32)."""
+    cdef Py_ssize_t i, n = src.shape[0]
+    cdef uint64_t kbuf[KEY_WORDS]
+    cdef uint8_t s[4]
+    cdef uint8_t d[4]
+    cdef uint32_t klen
+    out = np.empty(n, dtype=np.uint32)
+    cdef cnp.uint32_t[::1] o = out
+    with nogil:
+        for i in range(n):
+            s[0] = src[i] >> 24; s[1] = src[i] >> 16; s[2] = src[i] >> 8; s[3] = src[i]
+            d[0] = dst[i] >> 24; d[1] = dst[i] >> 16; d[2] = dst[i] >> 8; d[3] = dst[i]
+            klen = hash_key(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
+                            fields)
+            o[i] = finalize(crc_key(<uint8_t *>kbuf, klen), seed)
+    return out
+
+
+def buckets_many(cnp.uint32_t[::1] h, uint32_t n):
+    out = np.empty(h.shape[0], dtype=np.uint32)
+    cdef cnp.uint32_t[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(h.shape[0]):
+        o[i] = bucket_of(h[i], n)
+    return out
