@@ -43,6 +43,11 @@ def build(weights: list[int], n: int) -> np.ndarray:
     return table
 
 
+def build_or_none(weights: list[int], n: int):
+    """build(), or None when every member is drained (the group then routes nothing)."""
+    return build(weights, n) if sum(weights) > 0 else None
+
+
 def rebalance(table: np.ndarray, weights: list[int]) -> np.ndarray:
     """A new table for `weights` (indexed by member; a removed member has weight 0 and
     no buckets afterwards) that moves the fewest buckets from `table`."""

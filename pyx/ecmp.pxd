@@ -7,6 +7,7 @@ from hashing cimport (pkt_hash, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY
 
 cdef enum:
     MAX_MEMBERS = 256
+    NO_MEMBER = 0xffff         # every member drained: the packet has no route
     FRAG_SLOTS = 4096          # direct-mapped: a collision evicts, an entry expires
 
 ctypedef struct group_t:
@@ -51,6 +52,8 @@ cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
     cdef uint32_t n, slot
     cdef uint16_t m
     cdef frag_entry_t *e
+    if g.n_buckets == 0:
+        return NO_MEMBER
     if not p.frag:
         return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, seed), g.n_buckets)]
     if not g.frag_follow:

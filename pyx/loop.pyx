@@ -24,7 +24,7 @@ import numpy as np
 from dataplane import ecmp, hashing
 from parse cimport *
 from route cimport vrf_t, route, NH_NONE, NH_GROUP
-from ecmp cimport group_t, frag_table_t, select_member, MAX_MEMBERS
+from ecmp cimport group_t, frag_table_t, select_member, MAX_MEMBERS, NO_MEMBER
 from hashing cimport pkt_hash
 from rewrite cimport nexthop_t, rewrite
 
@@ -91,6 +91,10 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             gid = nh_id & ~(<uint32_t>NH_GROUP)
             g = &c.groups[gid]
             mem = select_member(g, gid, &p, in_port, c.seed, c.frag, now)
+            if mem == NO_MEMBER:
+                pt.cnt[D_NO_ROUTE] += 1
+                rte_pktmbuf_free(m)
+                continue
             g.member_pkts[mem] += 1
             nh_id = g.member_nh[mem]
         nh = &c.nhs[nh_id]
@@ -255,7 +259,8 @@ cdef class Core:
         self.c.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
         for grp in cfg.groups:
             self.set_group(grp.index, [m.nexthop_index for m in grp.members],
-                           ecmp.build([m.weight for m in grp.members], grp.buckets),
+                           ecmp.build_or_none([m.weight for m in grp.members],
+                                              grp.buckets),
                            hashing.field_mask(grp.hash.fields, grp.hash.symmetric),
                            grp.hash.fragments == "follow")
 
@@ -263,13 +268,17 @@ cdef class Core:
         """Install a group's members and bucket table (worker stopped; live updates
         come with the control plane)."""
         cdef group_t *g = &self.c.groups[index]
-        cdef uint16_t[::1] t = np.ascontiguousarray(table, dtype=np.uint16)
-        if len(member_nh) > MAX_MEMBERS or max(t) >= len(member_nh):
+        cdef uint16_t[::1] t = np.ascontiguousarray(
+            table if table is not None else [], dtype=np.uint16)
+        if len(member_nh) > MAX_MEMBERS or (len(t) and max(t) >= len(member_nh)):
             raise ValueError("bad group table")
         free(g.buckets)
-        g.buckets = <uint16_t *>malloc(len(t) * sizeof(uint16_t))
-        memcpy(g.buckets, &t[0], len(t) * sizeof(uint16_t))
-        g.n_buckets = len(t)
+        g.buckets = NULL
+        g.n_buckets = 0
+        if len(t):                    # an empty table: every member drained
+            g.buckets = <uint16_t *>malloc(len(t) * sizeof(uint16_t))
+            memcpy(g.buckets, &t[0], len(t) * sizeof(uint16_t))
+            g.n_buckets = len(t)
         g.n_members = len(member_nh)
         for i, nh in enumerate(member_nh):
             g.member_nh[i] = nh

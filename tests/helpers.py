@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from dataplane.crc32c import crc32c
 from dataplane.config.model import Config, Group, Member, NextHop, Node, Port, Route, Vrf
 
 
@@ -29,7 +30,7 @@ DEFAULT_VRFS = {
 
 
 def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_GROUPS,
-                vrfs=DEFAULT_VRFS, node: str = "leaf1") -> Config:
+                vrfs=DEFAULT_VRFS, node: str = "leaf1", seed: int | None = None) -> Config:
     """ports: (name, vrf or None); nexthops: {name: (port, mac)};
     groups: {name: [(nexthop, weight)]}; vrfs: {name: [(prefix, nexthop or group)]}."""
     vrf_index = {name: i for i, name in enumerate(vrfs)}
@@ -38,7 +39,7 @@ def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_G
     group_index = {name: i for i, name in enumerate(groups)}
     return Config(
         path="<test>",
-        node=Node(name=node, seed=0),
+        node=Node(name=node, seed=crc32c(node.encode()) if seed is None else seed),
         ports=[Port(name=n, index=i, devargs=f"net_null{i}", mac=mac(port_mac(i)), vrf=v,
                     vrf_index=vrf_index.get(v, 0), xconnect=None if v else "pw1")
                for i, (n, v) in enumerate(ports)],

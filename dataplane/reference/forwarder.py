@@ -9,6 +9,7 @@ from typing import Optional
 
 from ..config.model import Config, Group, NextHop, Route
 from ..drops import DROP_REASONS
+from .. import ecmp, hashing
 from .parse import Parsed, parse
 
 
@@ -33,12 +34,53 @@ class Lpm:
         return None
 
 
-def select_member(group: Group, parsed: Parsed) -> Optional[int]:
-    """Next hop index for a packet routed to `group`: the first member not drained.
+def packet_hash(p: Parsed, mask: int, seed: int) -> int:
+    """The flow hash of docs/hashing.md; an ICMP echo id stands in for the source port."""
+    return hashing.flow_hash(p.family, p.src, p.dst, p.proto, p.icmp_id or p.sport, p.dport,
+                             p.in_port, p.flow_label, mask, seed)
 
-    Placeholder for ECMP (SPEC §3/§6); None when every member is drained.
-    """
-    return next((m.nexthop_index for m in group.members if m.weight > 0), None)
+
+class GroupState:
+    """A group's bucket table and per-member packet counts (SPEC §6)."""
+
+    def __init__(self, group: Group):
+        self.group = group
+        self.table = ecmp.build_or_none([m.weight for m in group.members], group.buckets)
+        self.mask = hashing.field_mask(group.hash.fields, group.hash.symmetric)
+        self.l3_mask = self.mask & (hashing.L3_FIELDS | hashing.SYMMETRIC)
+        self.packets = [0] * len(group.members)
+
+    def bucket_member(self, h: int) -> int:
+        return int(self.table[hashing.bucket_of(h, len(self.table))])
+
+
+class FragmentTable:
+    """Later fragments follow their first fragment's member (SPEC §3, fragments: follow).
+    Keyed (family, src, dst, proto, id) per group; no expiry in the model (the core's
+    entries live 2 s, longer than any test)."""
+
+    def __init__(self):
+        self.entries: dict[tuple, int] = {}
+        self.followed = self.fallback = 0
+
+
+def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable):
+    """The member slot for packet p in group gs; None when every member is drained."""
+    if gs.table is None:
+        return None
+    if not p.is_fragment:
+        return gs.bucket_member(packet_hash(p, gs.mask, seed))
+    if gs.group.hash.fragments == "l3":
+        return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
+    key = (gs.group.index, p.family, p.src, p.dst, p.proto, p.frag_id)
+    if p.frag_first:
+        m = frags.entries[key] = gs.bucket_member(packet_hash(p, gs.mask, seed))
+        return m
+    if key in frags.entries:
+        frags.followed += 1
+        return frags.entries[key]
+    frags.fallback += 1
+    return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
 
 
 def checksum_update(hc: int, old: int, new: int) -> int:
@@ -71,6 +113,8 @@ class ReferenceForwarder:
         for vrf in cfg.vrfs:
             for route in vrf.routes:
                 self.lpm[vrf.index][route.prefix.version].add(route)
+        self.groups = [GroupState(g) for g in cfg.groups]
+        self.frags = FragmentTable()
         zero = dict.fromkeys(("rx", "tx") + DROP_REASONS, 0)
         self._counters = [dict(zero) for _ in cfg.ports]
 
@@ -107,8 +151,18 @@ class ReferenceForwarder:
             return None
         if not route.via_group:
             return self.cfg.nexthops[route.via_index]
-        nh_index = select_member(self.cfg.groups[route.via_index], p)
-        return None if nh_index is None else self.cfg.nexthops[nh_index]
+        gs = self.groups[route.via_index]
+        m = select_member(gs, p, self.cfg.node.seed, self.frags)
+        if m is None:
+            return None
+        gs.packets[m] += 1
+        return self.cfg.nexthops[gs.group.members[m].nexthop_index]
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {port.name: dict(c) for port, c in zip(self.cfg.ports, self._counters)}
+
+    def group_counters(self, index: int) -> list[int]:
+        return list(self.groups[index].packets)
+
+    def frag_counters(self) -> dict[str, int]:
+        return {"frag_followed": self.frags.followed, "frag_fallback": self.frags.fallback}
