@@ -73,8 +73,25 @@ def summary_table(s: dict, title: str) -> Table:
     return t
 
 
+def group_table(name: str, g: dict) -> Table:
+    flows = "flows" in g
+    t = Table(title=f"group {name}: imbalance {g['imbalance_packets']:.3f} (packets)"
+              + (f", {g['imbalance_flows']:.3f} (flows)" if flows else ""),
+              title_justify="left")
+    for col in ("member", "next hop", "weight", "packets", "share") + (("flows",) if flows
+                                                                       else ()):
+        t.add_column(col, justify="left" if col in ("member", "next hop") else "right")
+    for i, m in enumerate(g["members"]):
+        share = m["packets"] / g["packets"] if g["packets"] else 0.0
+        t.add_row(str(i), m["nexthop"], str(m["weight"]), f"{m['packets']:,}",
+                  f"{share:.1%}", *([f"{m['flows']:,}"] if flows else []))
+    return t
+
+
 def print_summary(s: dict, title: str) -> None:
     out.print(summary_table(s, title))
+    for name, g in s.get("groups", {}).items():
+        out.print(group_table(name, g))
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
@@ -117,6 +134,29 @@ def cmd_run(a, eal: list[str]) -> int:
     return 0
 
 
+def cmd_explain(a) -> int:
+    from .explain import PROTOS, explain
+    cfg = load_config(a.config)
+    proto = PROTOS.get(a.proto.lower()) if not a.proto.isdigit() else int(a.proto)
+    if proto is None:
+        raise SystemExit(f"unknown protocol {a.proto!r}: use a number or one of "
+                         f"{', '.join(PROTOS)}")
+    try:
+        e = explain(cfg, a.src, a.dst, proto, a.sport, a.dport, a.in_port, a.vrf,
+                    a.flow_label)
+    except (ValueError, StopIteration) as ex:
+        raise SystemExit(f"explain: {ex or 'no such port or VRF'}")
+    if a.json:
+        out.print_json(data=e.__dict__)
+        return 0
+    t = Table(title=f"{a.src} → {a.dst} proto {proto} ports {a.sport} → {a.dport}",
+              show_header=False, title_justify="left")
+    for k, v in e.rows():
+        t.add_row(k, v)
+    out.print(t)
+    return 0 if e.reference_agrees else 4
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
@@ -138,9 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--stats-interval", type=float, default=1.0)
     u.add_argument("--json", help="write the final stats here")
     u.add_argument("-q", "--quiet", action="store_true")
+    x = sub.add_parser("explain", help="show how a flow is routed and load-shared")
+    x.add_argument("config")
+    x.add_argument("src")
+    x.add_argument("dst")
+    x.add_argument("proto", nargs="?", default="tcp", help="name or number (default tcp)")
+    x.add_argument("sport", nargs="?", type=int, default=0,
+                   help="source port (ICMP echo: the id)")
+    x.add_argument("dport", nargs="?", type=int, default=0)
+    x.add_argument("--in-port", help="ingress port name (default: the first port)")
+    x.add_argument("--vrf", help="VRF (default: the ingress port's)")
+    x.add_argument("--flow-label", type=int, default=0)
+    x.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.cmd == "check":
         return cmd_check(a)
+    if a.cmd == "explain":
+        return cmd_explain(a)
     from .errors import DataplaneError
     try:
         return cmd_replay(a, eal) if a.cmd == "replay" else cmd_run(a, eal)

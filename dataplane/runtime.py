@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import spread
 from .config.model import Config
 from .drops import DROP_REASONS
 
@@ -92,7 +93,10 @@ class Forwarder:
         drops = {r: sum(v["drops"][r] for v in ports.values()) for r in DROP_REASONS}
         secs = ((self.stopped or time.monotonic()) - self.started) if self.started else 0.0
         rx = sum(v["rx"] for v in ports.values())
+        groups = spread.group_stats(self.cfg, [self.core.group_counters(g.index)
+                                               for g in self.cfg.groups])
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
+                "groups": groups, "fragments": self.core.frag_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}
@@ -202,6 +206,7 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
         fw.stop()
         summary = fw.stats()
         fw.close()
+    spread.add_flow_counts(cfg, summary["groups"], out_dir)
     summary["input_packets"] = total
     summary["not_received"] = total - summary["rx"]
     summary["inputs"] = dict(inputs)
