@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-TARGETS = {"l3": 0.70}
+TARGETS = {"l3": 0.70, "ecmp": 0.65}
 EAL_MEM = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"]
 
 
@@ -59,6 +59,30 @@ vrfs:
 nexthops:
   nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
   nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
+"""
+    if name == "ecmp":
+        return f"""
+node: {{name: bench}}
+eal: {{lcores: "0-1", memory_mb: 512, mbufs: 8192}}
+ports:
+  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: packet}}
+vrfs:
+  default:
+    routes:
+      - {{prefix: 10.0.0.0/8, via: spines}}
+      - {{prefix: 192.168.0.0/16, via: nh1}}
+nexthops:
+  nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
+  nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
+  nh3: {{port: p0, mac: "02:00:00:00:00:12"}}
+  nh4: {{port: p0, mac: "02:00:00:00:00:13"}}
+groups:
+  spines:
+    members:
+      - {{nexthop: nh1, weight: 1}}
+      - {{nexthop: nh2, weight: 1}}
+      - {{nexthop: nh3, weight: 2}}
+      - {{nexthop: nh4, weight: 0}}
 """
     raise SystemExit(f"unknown scenario {name!r}")
 
@@ -99,8 +123,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=6)
     ap.add_argument("--scenario", default="l3", choices=sorted(TARGETS))
-    ap.add_argument("--json", default=str(HERE / "results" / "throughput.json"))
+    ap.add_argument("--json", help="default: bench/results/throughput-<scenario>.json")
     a = ap.parse_args()
+    a.json = a.json or str(HERE / "results" / f"throughput-{a.scenario}.json")
     with tempfile.TemporaryDirectory(prefix="dpbench") as tmp:
         pcap = os.path.join(tmp, "udp64.pcap")
         make_pcap(pcap)

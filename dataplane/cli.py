@@ -6,12 +6,15 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .drops import DROP_REASONS
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: never break a message across lines (rich wraps at 80 columns off a tty),
+# so every error stays one greppable line.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def split_eal(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -27,7 +30,8 @@ def load_config(path: str):
     try:
         return load(path)
     except ConfigError as e:
-        err.print(f"[red]invalid configuration[/red]\n{e}", highlight=False, markup=True)
+        err.print(f"[red]invalid configuration[/red]\n{escape(str(e))}", highlight=False,
+                  markup=True)
         raise SystemExit(2)
     except OSError as e:
         err.print(f"{path}: {e.strerror}")
@@ -105,7 +109,10 @@ def cmd_replay(a, eal: list[str]) -> int:
     from . import runtime
     cfg = load_config(a.config)
     inputs = parse_inputs(cfg, a.inputs)
-    total = sum(runtime.pcap_count(f) for f in inputs.values())
+    try:
+        total = sum(runtime.pcap_count(f) for f in inputs.values())
+    except OSError as e:
+        raise runtime.InputError(f"--in {e.filename}: {e.strerror}") from None
     with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=total < 10000 or a.quiet) as bar:
         task = bar.add_task("replay", total=total)
@@ -196,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "explain":
         return cmd_explain(a)
     from .errors import DataplaneError
+    from .runtime import InputError
     try:
         return cmd_replay(a, eal) if a.cmd == "replay" else cmd_run(a, eal)
     except DataplaneError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return 3
+    except InputError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ tests drive them as subprocesses.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -18,8 +19,14 @@ from typing import Callable, Optional
 from . import spread
 from .config.model import Config
 from .drops import DROP_REASONS
+from .errors import DataplaneError
 
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+
+class InputError(ValueError):
+    """A configuration, pcap file or argument the runtime cannot use (not a DPDK failure):
+    the CLI reports it in one line and exits 2."""
 
 
 def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None) -> list[str]:
@@ -55,12 +62,22 @@ class Forwarder:
     def __init__(self, cfg: Config, extra_eal: list[str] = ()):
         from . import _core
         self.cfg, self._core_mod = cfg, _core
+        self.worker_lcore()            # a bad lcore list fails before EAL starts
         _core.eal_init(eal_args(cfg, extra_eal))
         _core.pool_create(cfg.eal.mbufs)
         self.pool_start = _core.pool_in_use()
         self.core = _core.Core(cfg)
         for p in cfg.ports:
-            self.core.bind_port(p.index, p.dev_name)
+            try:
+                self.core.bind_port(p.index, p.dev_name)
+            except DataplaneError as e:
+                if e.errno != errno.ENODEV:
+                    raise
+                # EAL logs a failed vdev probe but still succeeds; the port is just absent
+                raise DataplaneError(f"port {p.name}: DPDK could not create device "
+                                     f"{p.dev_name} from devargs {p.devargs!r} (the "
+                                     "driver's reason is in the EAL log above)",
+                                     e.errno, e.strerror) from None
         self.started = self.stopped = None
 
     def start(self) -> None:
@@ -70,7 +87,7 @@ class Forwarder:
     def worker_lcore(self) -> int:
         lcores = parse_lcores(self.cfg.eal.lcores)
         if len(lcores) < 2:
-            raise ValueError(f"{self.cfg.path}: eal.lcores: need a main and a worker lcore, "
+            raise InputError(f"{self.cfg.path}: eal.lcores: need a main and a worker lcore, "
                              f"got {self.cfg.eal.lcores!r}")
         return lcores[1]
 
@@ -80,6 +97,12 @@ class Forwarder:
 
     def close(self) -> None:
         self.core.close_ports()
+
+    def mbufs_in_use(self) -> int:
+        """mbufs out of the pool beyond its start value. Only meaningful after close():
+        PMDs such as net_tap and net_pcap (infinite_rx) hold mbufs in their RX queues
+        until the port is closed."""
+        return self._core_mod.pool_in_use() - self.pool_start
 
     def stats(self) -> dict:
         """Per-port counters by name, DPDK port stats, and totals."""
@@ -123,7 +146,7 @@ def pcap_count(path: str) -> int:
         elif magic == b"\x0a\x0d\x0d\x0a":
             return _pcapng_count(path)
         else:
-            raise ValueError(f"{path}: not a pcap or pcapng file")
+            raise InputError(f"{path}: not a pcap or pcapng file")
         f.seek(24)
         n = 0
         while True:
@@ -174,7 +197,7 @@ def replay_config(cfg: Config, inputs: dict[str, str], out_dir: str) -> Config:
         tx = (out / f"{p.name}.pcap").resolve()
         for f in (rx, tx):
             if "," in str(f):
-                raise ValueError(f"pcap path may not contain ',': {f}")
+                raise InputError(f"pcap path may not contain ',': {f}")
         dev = f"net_pcap_{p.index},rx_pcap={rx},tx_pcap={tx}"
         ports.append(dataclasses.replace(p, devargs=dev))
     return dataclasses.replace(cfg, ports=ports)
@@ -206,6 +229,7 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
         fw.stop()
         summary = fw.stats()
         fw.close()
+        summary["mbufs_in_use_after"] = fw.mbufs_in_use()
     spread.add_flow_counts(cfg, summary["groups"], out_dir)
     summary["input_packets"] = total
     summary["not_received"] = total - summary["rx"]
@@ -244,6 +268,7 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
         summary = fw.stats()
         summary["samples"] = samples
         fw.close()
+        summary["mbufs_in_use_after"] = fw.mbufs_in_use()
         for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
             signal.signal(s, h)
     return summary

@@ -2,8 +2,9 @@
 # for a flow hash; fragments follow their first fragment through a small fragment table.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
+from includes.rte_eal cimport rte_rdtsc
 from parse cimport pkt_t
-from hashing cimport (pkt_hash, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
+from hashing cimport (pkt_hash, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 
 cdef enum:
     MAX_MEMBERS = 256
@@ -15,6 +16,8 @@ ctypedef struct group_t:
     uint16_t *buckets          # member slot per bucket
     uint32_t n_members
     uint32_t fields            # hash field mask (hashing.pxd F_*), incl. F_SYMMETRIC
+    uint64_t mask4[2]          # IPv4 key mask for `fields`
+    uint64_t mask4_l3[2]       # ... for the L3 fields only (fragments)
     uint8_t frag_follow        # 1: fragments: follow; 0: fragments: l3
     uint32_t member_nh[MAX_MEMBERS]
     uint64_t member_pkts[MAX_MEMBERS]
@@ -44,27 +47,30 @@ cdef inline uint32_t frag_key(const pkt_t *p, uint8_t *k) noexcept nogil:
     return n
 
 cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
-                                   uint16_t ingress, uint32_t seed, frag_table_t *ft,
-                                   uint64_t now) noexcept nogil:
+                                   uint16_t ingress, uint32_t seed,
+                                   frag_table_t *ft) noexcept nogil:
     """The member slot for packet p (see docs/hashing.md, fragments)."""
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint8_t *k = <uint8_t *>kbuf
     cdef uint32_t n, slot
     cdef uint16_t m
     cdef frag_entry_t *e
+    cdef uint64_t now
     if g.n_buckets == 0:
         return NO_MEMBER
-    if not p.frag:
-        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, seed), g.n_buckets)]
     if not g.frag_follow:
+        # fragments: l3 — every packet, fragmented or not, on src/dst/proto only
         return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC),
-                                            seed), g.n_buckets)]
+                                            g.mask4_l3, seed), g.n_buckets)]
+    if not p.frag:
+        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, g.mask4, seed), g.n_buckets)]
     n = frag_key(p, k)
     slot = crc_key(k, n) & (FRAG_SLOTS - 1)
     e = &ft.slots[slot]
+    now = rte_rdtsc()
     if p.l4:
         # first fragment: decided on its full 5-tuple, like the flow's other packets
-        m = g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, seed), g.n_buckets)]
+        m = g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, g.mask4, seed), g.n_buckets)]
         e.expires = now + ft.timeout_tsc
         e.group = gid
         e.member = m
@@ -75,5 +81,5 @@ cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
         ft.followed += 1
         return e.member
     ft.fallback += 1
-    return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC), seed),
+    return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3, seed),
                                g.n_buckets)]

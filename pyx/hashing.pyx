@@ -2,6 +2,9 @@
 """Python entry points to the C flow hash (pyx/hashing.pxd), for tests, `explain` and the
 polarization simulator: the same inline functions the packet path runs."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memset
+from parse cimport pkt_t, parse
+from hashing cimport pkt_hash, key_mask4
 cimport numpy as cnp
 import numpy as np
 from hashing cimport hash_key, crc_key, finalize, bucket_of, KEY_MAX, KEY_WORDS
@@ -38,6 +41,8 @@ def hash_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] 
                  uint32_t seed):
     """Flow hashes of many IPv4 5-tuples (addresses as host-order uint32)."""
     cdef Py_ssize_t i, n = src.shape[0]
+    if not (dst.shape[0] == proto.shape[0] == sport.shape[0] == dport.shape[0] == n):
+        raise ValueError("hash_v4_many: arrays of different lengths")
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint8_t s[4]
     cdef uint8_t d[4]
@@ -61,3 +66,42 @@ def buckets_many(cnp.uint32_t[::1] h, uint32_t n):
     for i in range(h.shape[0]):
         o[i] = bucket_of(h[i], n)
     return out
+
+
+def crc_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] proto,
+                cnp.uint16_t[::1] sport, cnp.uint16_t[::1] dport, uint32_t fields,
+                uint32_t init=0xffffffff):
+    """Raw CRC32-C registers rte_hash_crc(key, 16, init) of many IPv4 keys, no finalizer.
+    With init = a node seed this is the naive "seed as CRC initial value" hash that
+    bench/polarization.py shows polarizing; with the default init, the crc of the contract."""
+    cdef Py_ssize_t i, n = src.shape[0]
+    cdef uint64_t kbuf[KEY_WORDS]
+    cdef uint8_t s[4]
+    cdef uint8_t d[4]
+    cdef uint32_t klen
+    if not (dst.shape[0] == proto.shape[0] == sport.shape[0] == dport.shape[0] == n):
+        raise ValueError("field arrays differ in length")
+    out = np.empty(n, dtype=np.uint32)
+    cdef cnp.uint32_t[::1] o = out
+    with nogil:
+        for i in range(n):
+            s[0] = src[i] >> 24; s[1] = src[i] >> 16; s[2] = src[i] >> 8; s[3] = src[i]
+            d[0] = dst[i] >> 24; d[1] = dst[i] >> 16; d[2] = dst[i] >> 8; d[3] = dst[i]
+            klen = hash_key(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
+                            fields)
+            o[i] = rte_hash_crc(<uint8_t *>kbuf, klen, init)
+    return out
+
+
+def frame_hash(bytes frame, uint16_t ingress, uint32_t fields, uint32_t seed):
+    """Parse a frame and hash it with pkt_hash(), the packet path's (IPv4 fast path
+    included). None when the frame would be dropped by the parser."""
+    cdef pkt_t p
+    cdef uint64_t mask4[2]
+    memset(&p, 0, sizeof(p))
+    p.data = <uint8_t *><char *>frame
+    p.len = len(frame)
+    if parse(&p) != 0:
+        return None
+    key_mask4(fields, mask4)
+    return pkt_hash(&p, ingress, fields, mask4, seed)

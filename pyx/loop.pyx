@@ -25,7 +25,7 @@ from dataplane import ecmp, hashing
 from parse cimport *
 from route cimport vrf_t, route, NH_NONE, NH_GROUP
 from ecmp cimport group_t, frag_table_t, select_member, MAX_MEMBERS, NO_MEMBER
-from hashing cimport pkt_hash
+from hashing cimport key_mask4, F_L3, F_SYMMETRIC
 from rewrite cimport nexthop_t, rewrite
 
 DEF BURST = 32
@@ -68,7 +68,6 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     cdef uint32_t gid
     cdef group_t *g
     cdef int r
-    cdef uint64_t now = rte_rdtsc()
     pt.cnt[C_RX] += n
     for i in range(n):
         m = pkts[i]
@@ -90,7 +89,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         if nh_id & NH_GROUP:
             gid = nh_id & ~(<uint32_t>NH_GROUP)
             g = &c.groups[gid]
-            mem = select_member(g, gid, &p, in_port, c.seed, c.frag, now)
+            mem = select_member(g, gid, &p, in_port, c.seed, c.frag)
             if mem == NO_MEMBER:
                 pt.cnt[D_NO_ROUTE] += 1
                 rte_pktmbuf_free(m)
@@ -284,6 +283,8 @@ cdef class Core:
             g.member_nh[i] = nh
         g.fields = fields
         g.frag_follow = follow
+        key_mask4(fields, g.mask4)
+        key_mask4(fields & (F_L3 | F_SYMMETRIC), g.mask4_l3)
 
     def group_counters(self, int index):
         """Packets per member slot of group `index`."""

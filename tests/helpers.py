@@ -4,7 +4,8 @@ from __future__ import annotations
 import ipaddress
 
 from dataplane.crc32c import crc32c
-from dataplane.config.model import Config, Group, Member, NextHop, Node, Port, Route, Vrf
+from dataplane.config.model import (Config, Group, HashSpec, Member, NextHop, Node, Port, Route,
+                                    Vrf)
 
 
 def mac(text: str) -> bytes:
@@ -30,9 +31,11 @@ DEFAULT_VRFS = {
 
 
 def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_GROUPS,
-                vrfs=DEFAULT_VRFS, node: str = "leaf1", seed: int | None = None) -> Config:
+                vrfs=DEFAULT_VRFS, node: str = "leaf1", seed: int | None = None,
+                hashes: dict[str, HashSpec] | None = None) -> Config:
     """ports: (name, vrf or None); nexthops: {name: (port, mac)};
-    groups: {name: [(nexthop, weight)]}; vrfs: {name: [(prefix, nexthop or group)]}."""
+    groups: {name: [(nexthop, weight)]}; vrfs: {name: [(prefix, nexthop or group)]};
+    hashes: {group name: HashSpec} for groups that do not use the default hash."""
     vrf_index = {name: i for i, name in enumerate(vrfs)}
     port_index = {name: i for i, (name, _) in enumerate(ports)}
     nh_index = {name: i for i, name in enumerate(nexthops)}
@@ -50,6 +53,7 @@ def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_G
               for i, (n, routes) in enumerate(vrfs.items())],
         nexthops=[NextHop(name=n, index=i, port=p, port_index=port_index[p], mac=mac(m))
                   for i, (n, (p, m)) in enumerate(nexthops.items())],
-        groups=[Group(name=n, index=i, members=[Member(nh, nh_index[nh], w) for nh, w in ms])
+        groups=[Group(name=n, index=i, members=[Member(nh, nh_index[nh], w) for nh, w in ms],
+                      hash=(hashes or {}).get(n, HashSpec()))
                 for i, (n, ms) in enumerate(groups.items())],
     )

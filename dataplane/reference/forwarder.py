@@ -35,9 +35,10 @@ class Lpm:
 
 
 def packet_hash(p: Parsed, mask: int, seed: int) -> int:
-    """The flow hash of docs/hashing.md; an ICMP echo id stands in for the source port."""
-    return hashing.flow_hash(p.family, p.src, p.dst, p.proto, p.icmp_id or p.sport, p.dport,
-                             p.in_port, p.flow_label, mask, seed)
+    """The flow hash of docs/hashing.md; an ICMP echo id stands in for both ports, so a
+    reply hashes like its request."""
+    return hashing.flow_hash(p.family, p.src, p.dst, p.proto, p.icmp_id or p.sport,
+                             p.icmp_id or p.dport, p.in_port, p.flow_label, mask, seed)
 
 
 class GroupState:
@@ -56,29 +57,48 @@ class GroupState:
 
 class FragmentTable:
     """Later fragments follow their first fragment's member (SPEC §3, fragments: follow).
-    Keyed (family, src, dst, proto, id) per group; no expiry in the model (the core's
+
+    Bounded like the core's: SLOTS direct-mapped slots indexed by the CRC of the key
+    (family-sized (src, dst, proto) key with the IP / IPv6 fragment id in its last 4
+    bytes); a first fragment overwrites its slot. No expiry in the model (the core's
     entries live 2 s, longer than any test)."""
+    SLOTS = 4096
 
     def __init__(self):
-        self.entries: dict[tuple, int] = {}
+        self.slots: dict[int, tuple[int, bytes, int]] = {}   # slot → (group, key, member)
         self.followed = self.fallback = 0
+
+    @staticmethod
+    def key(p: Parsed) -> bytes:
+        k = hashing.hash_key(p.family, p.src, p.dst, p.proto, 0, 0, 0, 0, hashing.L3_FIELDS)
+        return k[:-4] + p.frag_id.to_bytes(4, "big")
+
+    def put(self, group: int, p: Parsed, member: int) -> None:
+        k = self.key(p)
+        self.slots[hashing.crc(k) % self.SLOTS] = (group, k, member)
+
+    def get(self, group: int, p: Parsed):
+        k = self.key(p)
+        e = self.slots.get(hashing.crc(k) % self.SLOTS)
+        return e[2] if e is not None and e[:2] == (group, k) else None
 
 
 def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable):
     """The member slot for packet p in group gs; None when every member is drained."""
     if gs.table is None:
         return None
+    if gs.group.hash.fragments == "l3":      # every packet on src/dst/proto only
+        return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
     if not p.is_fragment:
         return gs.bucket_member(packet_hash(p, gs.mask, seed))
-    if gs.group.hash.fragments == "l3":
-        return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
-    key = (gs.group.index, p.family, p.src, p.dst, p.proto, p.frag_id)
     if p.frag_first:
-        m = frags.entries[key] = gs.bucket_member(packet_hash(p, gs.mask, seed))
+        m = gs.bucket_member(packet_hash(p, gs.mask, seed))
+        frags.put(gs.group.index, p, m)
         return m
-    if key in frags.entries:
+    m = frags.get(gs.group.index, p)
+    if m is not None:
         frags.followed += 1
-        return frags.entries[key]
+        return m
     frags.fallback += 1
     return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
 

@@ -1,0 +1,83 @@
+"""The two backends behind one interface, so each suite runs against both (as uvloop's
+tests run against uvloop and asyncio): the Cython core and the pure-Python reference model.
+
+Interface (that of ReferenceForwarder): process(in_port, frames) -> [(out_port, bytes)],
+counters() -> {port name: {"rx", "tx", <drop reason>...}}, group_counters(i) -> packets per
+member slot, frag_counters() -> {"frag_followed", "frag_fallback"}, close().
+"""
+from __future__ import annotations
+
+import pytest
+
+from dataplane.config.model import Config
+from dataplane.drops import DROP_REASONS
+from dataplane.reference import ReferenceForwarder
+
+BACKENDS = ("reference", "cython")
+
+
+class ReferenceBackend(ReferenceForwarder):
+    def close(self) -> None:
+        pass                                    # pure Python: nothing to free
+
+
+class CythonBackend:
+    """`_core.Core` on real mbufs; EAL and the mbuf pool must exist (conftest `eal`)."""
+
+    def __init__(self, cfg: Config):
+        from dataplane import _core
+        from dataplane.runtime import counter_names
+        self.cfg = cfg
+        self._names = counter_names()
+        self.core = _core.Core(cfg)
+
+    def process(self, in_port: int, frames) -> list[tuple[int, bytes]]:
+        return self.core.process(in_port, [bytes(f) for f in frames])
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for port, row in zip(self.cfg.ports, self.core.counters()):
+            slots = dict(zip(self._names, row))
+            out[port.name] = {name: slots[name] for name in ("rx", "tx") + DROP_REASONS}
+        return out
+
+    def group_counters(self, index: int) -> list[int]:
+        return self.core.group_counters(index)
+
+    def frag_counters(self) -> dict[str, int]:
+        return self.core.frag_counters()
+
+    def close(self) -> None:
+        self.core.close()                       # frees the LPM tables (64 MiB per VRF)
+
+
+def make_backend(name: str, cfg: Config):
+    if name == "reference":
+        return ReferenceBackend(cfg)
+    if name == "cython":
+        return CythonBackend(cfg)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+@pytest.fixture
+def open_backend(request):
+    """A factory `open_backend(name, cfg)`; closes every backend it made at test end.
+    The Cython backend pulls in EAL and the per-test mbuf leak check (conftest)."""
+    made = []
+
+    def make(name: str, cfg: Config):
+        if name == "cython":
+            request.getfixturevalue("mbuf_leak_check")
+        b = make_backend(name, cfg)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, open_backend):
+    """A factory `make(cfg)` for the backend this test instance runs against."""
+    return lambda cfg: open_backend(request.param, cfg)
