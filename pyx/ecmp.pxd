@@ -46,31 +46,27 @@ cdef inline uint32_t frag_key(const pkt_t *p, uint8_t *k) noexcept nogil:
     k[n - 1] = <uint8_t>p.frag_id
     return n
 
-cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
-                                   uint16_t ingress, uint32_t seed,
-                                   frag_table_t *ft) noexcept nogil:
-    """The member slot for packet p (see docs/hashing.md, fragments)."""
+cdef inline uint16_t by_hash(const group_t *g, const pkt_t *p, uint16_t ingress,
+                             uint32_t seed, bint l3_only) noexcept nogil:
+    cdef uint32_t fields = g.fields
+    cdef const uint64_t *mask4 = g.mask4
+    if l3_only:
+        fields = fields & (F_L3 | F_SYMMETRIC)
+        mask4 = g.mask4_l3
+    return g.buckets[bucket_of(pkt_hash(p, ingress, fields, mask4, seed), g.n_buckets)]
+
+cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p, uint16_t ingress,
+                              uint32_t seed, frag_table_t *ft) noexcept nogil:
+    """fragments: follow — a first fragment records its member; later ones look it up."""
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint8_t *k = <uint8_t *>kbuf
-    cdef uint32_t n, slot
+    cdef uint32_t n = frag_key(p, k)
+    cdef frag_entry_t *e = &ft.slots[crc_key(k, n) & (FRAG_SLOTS - 1)]
+    cdef uint64_t now = rte_rdtsc()
     cdef uint16_t m
-    cdef frag_entry_t *e
-    cdef uint64_t now
-    if g.n_buckets == 0:
-        return NO_MEMBER
-    if not g.frag_follow:
-        # fragments: l3 — every packet, fragmented or not, on src/dst/proto only
-        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC),
-                                            g.mask4_l3, seed), g.n_buckets)]
-    if not p.frag:
-        return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, g.mask4, seed), g.n_buckets)]
-    n = frag_key(p, k)
-    slot = crc_key(k, n) & (FRAG_SLOTS - 1)
-    e = &ft.slots[slot]
-    now = rte_rdtsc()
     if p.l4:
         # first fragment: decided on its full 5-tuple, like the flow's other packets
-        m = g.buckets[bucket_of(pkt_hash(p, ingress, g.fields, g.mask4, seed), g.n_buckets)]
+        m = by_hash(g, p, ingress, seed, 0)
         e.expires = now + ft.timeout_tsc
         e.group = gid
         e.member = m
@@ -81,5 +77,15 @@ cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
         ft.followed += 1
         return e.member
     ft.fallback += 1
-    return g.buckets[bucket_of(pkt_hash(p, ingress, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3, seed),
-                               g.n_buckets)]
+    return by_hash(g, p, ingress, seed, 1)
+
+cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
+                                   uint16_t ingress, uint32_t seed,
+                                   frag_table_t *ft) noexcept nogil:
+    """The member slot for packet p (see docs/hashing.md, fragments)."""
+    if g.n_buckets == 0:
+        return NO_MEMBER
+    if p.frag and g.frag_follow:
+        return follow_fragment(g, gid, p, ingress, seed, ft)
+    # fragments: l3 — every packet, fragmented or not, on src/dst/proto only
+    return by_hash(g, p, ingress, seed, not g.frag_follow)

@@ -5,7 +5,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memcmp
 from includes.rte_hash_crc cimport rte_hash_crc, rte_hash_crc_8byte
-from includes.rte_byteorder cimport rte_cpu_to_be_16, rte_be_to_cpu_32
+from includes.shim cimport dp_bswap16, dp_bswap32
 from parse cimport pkt_t
 
 cdef enum:
@@ -78,6 +78,14 @@ cdef inline uint32_t crc_key(const uint8_t *k, uint32_t n) noexcept nogil:
 cdef inline uint32_t finalize(uint32_t crc, uint32_t seed) noexcept nogil:
     return fmix32(crc ^ seed)
 
+cdef inline uint32_t pkt_hash6(const pkt_t *p, uint16_t ingress, uint32_t fields,
+                               uint32_t seed, uint16_t sport, uint16_t dport) noexcept nogil:
+    cdef uint64_t kbuf[KEY_WORDS]
+    cdef const uint8_t *ip = p.data + p.l2_len
+    cdef uint32_t n = hash_key(<uint8_t *>kbuf, 6, ip + 8, ip + 24, p.proto, sport, dport,
+                               ingress, p.flow_label, fields)
+    return finalize(crc_key(<uint8_t *>kbuf, n), seed)
+
 cdef inline void key_mask4(uint32_t fields, uint64_t *mask) noexcept nogil:
     """The IPv4 key (16 bytes, two little-endian words) masked to the selected fields."""
     cdef uint8_t m[16]
@@ -105,9 +113,8 @@ cdef inline uint32_t pkt_hash(const pkt_t *p, uint16_t ingress, uint32_t fields,
     """The packet's flow hash (the same bytes as hash_key). ICMP echo: the id stands in
     for both ports. Packets without L4 (non-first fragments) hash with zero ports.
     IPv4 takes a fast path: the 16-byte key is two words ANDed with the group's mask."""
-    cdef uint64_t kbuf[KEY_WORDS]
     cdef const uint8_t *ip = p.data + p.l2_len
-    cdef uint32_t n, src, dst, t
+    cdef uint32_t src, dst, t
     cdef uint16_t sport = p.sport, dport = p.dport, tp
     cdef uint64_t w0, w1
     if p.icmp_id:                 # both "ports": a reply hashes like its request
@@ -116,17 +123,15 @@ cdef inline uint32_t pkt_hash(const pkt_t *p, uint16_t ingress, uint32_t fields,
         memcpy(&src, ip + 12, 4)
         memcpy(&dst, ip + 16, 4)
         if fields & F_SYMMETRIC:
-            if rte_be_to_cpu_32(src) > rte_be_to_cpu_32(dst) or (src == dst and sport > dport):
+            if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and sport > dport):
                 t = src; src = dst; dst = t
                 tp = sport; sport = dport; dport = tp
         w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
-        w1 = (p.proto | (<uint64_t>rte_cpu_to_be_16(sport) << 16)
-              | (<uint64_t>rte_cpu_to_be_16(dport) << 32)
-              | (<uint64_t>rte_cpu_to_be_16(ingress) << 48)) & mask4[1]
+        w1 = (p.proto | (<uint64_t>dp_bswap16(sport) << 16)
+              | (<uint64_t>dp_bswap16(dport) << 32)
+              | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
         return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
-    n = hash_key(<uint8_t *>kbuf, 6, ip + 8, ip + 24, p.proto, sport, dport,
-                 ingress, p.flow_label, fields)
-    return finalize(crc_key(<uint8_t *>kbuf, n), seed)
+    return pkt_hash6(p, ingress, fields, seed, sport, dport)
 
 cdef inline uint32_t bucket_of(uint32_t h, uint32_t n) noexcept nogil:
     """Multiply-shift: the top bits of h pick the bucket (never h % 2^k)."""

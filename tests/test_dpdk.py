@@ -35,10 +35,6 @@ SAMPLE_PCAP = ROOT / "samples" / "sample.pcap"
 SRC_MAC = "02:aa:00:00:00:01"
 
 
-def mac_bytes(text: str) -> bytes:
-    return bytes.fromhex(text.replace(":", ""))
-
-
 def reference_run(cfg_path: Path, inputs: dict[str, list[bytes]]):
     """The reference model over each input port's frames: ({egress port: [(ingress port,
     input index, frame)]}, counters, reference object)."""

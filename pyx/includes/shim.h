@@ -13,6 +13,10 @@ static inline size_t dp_tx_buffer_size(uint16_t n) { return RTE_ETH_TX_BUFFER_SI
 #define DP_DEBUG 0
 #endif
 
+/* DPDK's rte_cpu_to_be_16 is inline asm on x86, which the compiler cannot fold. */
+static inline uint16_t dp_bswap16(uint16_t x) { return __builtin_bswap16(x); }
+static inline uint32_t dp_bswap32(uint32_t x) { return __builtin_bswap32(x); }
+
 /* The stop flag is written by the main lcore and polled by workers. */
 static inline int dp_flag_get(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void dp_flag_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }

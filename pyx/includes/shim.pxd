@@ -1,5 +1,5 @@
 # Shims for DPDK 22.11 macros (see shim.h).
-from libc.stdint cimport uint8_t, uint16_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from includes.rte_mbuf cimport rte_mbuf
 
 cdef extern from "shim.h" nogil:
@@ -9,3 +9,5 @@ cdef extern from "shim.h" nogil:
     bint DP_DEBUG
     int dp_flag_get(int *p)
     void dp_flag_set(int *p, int v)
+    uint16_t dp_bswap16(uint16_t x)
+    uint32_t dp_bswap32(uint32_t x)
