@@ -164,6 +164,45 @@ def cmd_explain(a) -> int:
     return 0 if e.reference_agrees else 4
 
 
+def cmd_nh(a) -> int:
+    """Next hops and groups with configured vs realised (bucket table) shares."""
+    from . import ecmp
+    cfg = load_config(a.config)
+    t = Table(title="next hops", title_justify="left")
+    for col in ("id", "name", "port", "dst mac"):
+        t.add_column(col)
+    for nh in cfg.nexthops:
+        t.add_row(str(nh.index), nh.name, nh.port, nh.mac.hex(":"))
+    out.print(t)
+    report = {}
+    for g in cfg.groups:
+        weights = [m.weight for m in g.members]
+        table = ecmp.build_or_none(weights, g.buckets)
+        realised = (ecmp.realised_shares(table, len(weights)) if table is not None
+                    else [0.0] * len(weights))
+        total = sum(weights)
+        t = Table(title=f"group {g.name}: {g.buckets} buckets, hash "
+                  f"{', '.join(g.hash.fields)}{' symmetric' if g.hash.symmetric else ''}, "
+                  f"fragments {g.hash.fragments}", title_justify="left")
+        for col in ("member", "next hop", "weight", "state", "configured", "realised",
+                    "buckets"):
+            t.add_column(col, justify="left" if col in ("next hop", "state") else "right")
+        rows = []
+        for i, (m, r) in enumerate(zip(g.members, realised)):
+            want = m.weight / total if total else 0.0
+            rows.append({"member": i, "nexthop": m.nexthop, "weight": m.weight,
+                         "configured": want, "realised": r,
+                         "buckets": round(r * g.buckets)})
+            t.add_row(str(i), m.nexthop, str(m.weight), "active" if m.weight else "drain",
+                      f"{want:.4%}", f"{r:.4%}", str(round(r * g.buckets)))
+        report[g.name] = rows
+        out.print(t)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
@@ -197,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--vrf", help="VRF (default: the ingress port's)")
     x.add_argument("--flow-label", type=int, default=0)
     x.add_argument("--json", action="store_true")
+    n = sub.add_parser("nh", help="next hops and groups with realised shares")
+    n.add_argument("config")
+    n.add_argument("--json", help="write the group shares here")
     a = ap.parse_args(argv)
+    if a.cmd == "nh":
+        return cmd_nh(a)
     if a.cmd == "check":
         return cmd_check(a)
     if a.cmd == "explain":

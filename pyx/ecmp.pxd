@@ -2,7 +2,7 @@
 # for a flow hash; fragments follow their first fragment through a small fragment table.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
-from includes.rte_eal cimport rte_rdtsc
+from includes.rte_cycles cimport rte_rdtsc
 from parse cimport pkt_t
 from hashing cimport (pkt_hash, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 

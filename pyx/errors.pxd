@@ -1,6 +1,6 @@
 # One converter from DPDK return codes to the project's exception (dataplane.errors).
 from includes.shim cimport dp_errno
-from includes.rte_eal cimport rte_strerror
+from includes.rte_errno cimport rte_strerror
 
 cdef inline int check(long rc, str what, bint use_rte_errno=False) except -1:
     """rc < 0 → DataplaneError(errno, rte_strerror, what). Returns rc otherwise.

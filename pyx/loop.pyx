@@ -10,14 +10,20 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from includes.rte_eal cimport (rte_eal_init, rte_eal_remote_launch, rte_eal_wait_lcore,
-                               rte_rdtsc, rte_get_tsc_hz, rte_socket_id, SOCKET_ID_ANY)
-from includes.rte_mbuf cimport (rte_mbuf, rte_mempool, rte_pktmbuf_pool_create,
-                                rte_pktmbuf_alloc, rte_pktmbuf_free, rte_pktmbuf_append,
-                                rte_mempool_in_use_count, rte_mempool_avail_count,
-                                rte_prefetch0, RTE_MBUF_DEFAULT_BUF_SIZE)
+from includes.rte_eal cimport rte_eal_init
+from includes.rte_launch cimport rte_eal_remote_launch, rte_eal_wait_lcore
+from includes.rte_lcore cimport rte_socket_id
+from includes.rte_cycles cimport rte_rdtsc, rte_get_tsc_hz
+from includes.rte_memory cimport SOCKET_ID_ANY
+from includes.rte_prefetch cimport rte_prefetch0
+from includes.rte_mempool cimport (rte_mempool, rte_mempool_in_use_count,
+                                   rte_mempool_avail_count)
+from includes.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
+                                rte_pktmbuf_free, rte_pktmbuf_append,
+                                RTE_MBUF_DEFAULT_BUF_SIZE)
 from includes.rte_ethdev cimport *
 from includes.rte_lpm cimport *
+from includes.rte_lpm6 cimport *
 from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set
 from errors cimport check, check_ptr
 import numpy as np

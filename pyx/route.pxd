@@ -1,7 +1,8 @@
 # Route stage: longest-prefix match per VRF with DPDK rte_lpm / rte_lpm6.
 # rte_lpm has no depth 0, so each VRF keeps its default route beside the tables.
 from libc.stdint cimport uint8_t, uint32_t
-from includes.rte_lpm cimport rte_lpm, rte_lpm6, rte_lpm_lookup, rte_lpm6_lookup
+from includes.rte_lpm cimport rte_lpm, rte_lpm_lookup
+from includes.rte_lpm6 cimport rte_lpm6, rte_lpm6_lookup
 from parse cimport pkt_t, rd32, D_NO_ROUTE
 
 cdef enum:

@@ -1,6 +1,7 @@
 # DPDK 22.11 LTS: rte_ethdev.h (only what the forwarder uses)
 from libc.stdint cimport uint16_t, uint64_t
-from includes.rte_mbuf cimport rte_mbuf, rte_mempool
+from includes.rte_mbuf cimport rte_mbuf
+from includes.rte_mempool cimport rte_mempool
 
 cdef extern from "rte_ethdev.h" nogil:
     struct rte_eth_conf:

@@ -1,12 +1,6 @@
-# DPDK 22.11 LTS: rte_mbuf.h, rte_mempool.h (only the fields used)
+# DPDK 22.11 LTS: rte_mbuf.h (only the fields used)
 from libc.stdint cimport uint16_t, uint32_t
-
-cdef extern from "rte_mempool.h" nogil:
-    struct rte_mempool:
-        pass
-    unsigned rte_mempool_avail_count(const rte_mempool *mp)
-    unsigned rte_mempool_in_use_count(const rte_mempool *mp)
-    void rte_mempool_free(rte_mempool *mp)
+from includes.rte_mempool cimport rte_mempool
 
 cdef extern from "rte_mbuf.h" nogil:
     struct rte_mbuf:
@@ -26,4 +20,3 @@ cdef extern from "rte_mbuf.h" nogil:
     char *rte_pktmbuf_append(rte_mbuf *m, uint16_t len)
     char *rte_pktmbuf_adj(rte_mbuf *m, uint16_t len)
     char *rte_pktmbuf_prepend(rte_mbuf *m, uint16_t len)
-    void rte_prefetch0(const void *p)
