@@ -148,6 +148,9 @@ def cmd_explain(a) -> int:
     if proto is None:
         raise SystemExit(f"unknown protocol {a.proto!r}: use a number or one of "
                          f"{', '.join(PROTOS)}")
+    if a.dport is None:
+        # ICMP / ICMPv6 echo: the id stands in for both ports (docs/hashing.md §2)
+        a.dport = a.sport if proto in (PROTOS["icmp"], PROTOS["icmpv6"]) else 0
     try:
         e = explain(cfg, a.src, a.dst, proto, a.sport, a.dport, a.in_port, a.vrf,
                     a.flow_label)
@@ -158,9 +161,18 @@ def cmd_explain(a) -> int:
         return 0
     t = Table(title=f"{a.src} → {a.dst} proto {proto} ports {a.sport} → {a.dport}",
               show_header=False, title_justify="left")
+    t.add_column("field", no_wrap=True)
+    t.add_column("value", overflow="fold")      # never "…": a narrow terminal wraps
     for k, v in e.rows():
         t.add_row(k, v)
-    out.print(t)
+    if out.is_terminal:
+        out.print(t)
+    else:
+        # off a terminal rich assumes 80 columns, too narrow for an IPv6 key (88 hex
+        # digits): print at the table's own width, so every row stays whole on one line
+        from rich.measure import Measurement
+        need = Measurement.get(out, out.options.update_width(1000), t).maximum
+        Console(soft_wrap=True, width=max(need, out.width)).print(t)
     return 0 if e.reference_agrees else 4
 
 
@@ -231,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("proto", nargs="?", default="tcp", help="name or number (default tcp)")
     x.add_argument("sport", nargs="?", type=int, default=0,
                    help="source port (ICMP echo: the id)")
-    x.add_argument("dport", nargs="?", type=int, default=0)
+    x.add_argument("dport", nargs="?", type=int, default=None,
+                   help="destination port (default 0; ICMP echo: the id)")
     x.add_argument("--in-port", help="ingress port name (default: the first port)")
     x.add_argument("--vrf", help="VRF (default: the ingress port's)")
     x.add_argument("--flow-label", type=int, default=0)

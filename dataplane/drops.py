@@ -8,6 +8,7 @@ DROP_REASONS = (
     "martian",       # source or destination that must never be forwarded
     "unsupported",   # EtherType, multicast, third VLAN tag, ... not handled
     "tx_full",       # the egress port refused the packet (counted on egress)
+    "flow_table_full",  # a new flow found the flow table full (on_full: drop)
 )
 
 DROP_DESCRIPTIONS = {
@@ -18,4 +19,5 @@ DROP_DESCRIPTIONS = {
     "martian": "source/destination address that is never forwarded",
     "unsupported": "not handled: EtherType, multicast, 3+ VLAN tags, 9+ IPv6 ext headers",
     "tx_full": "egress port TX queue full",
+    "flow_table_full": "new flow, flow table full and on_full: drop",
 }

@@ -2,13 +2,15 @@
 # for a flow hash; fragments follow their first fragment through a small fragment table.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
-from includes.rte_cycles cimport rte_rdtsc
-from parse cimport pkt_t
-from hashing cimport (pkt_hash, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
+from parse cimport pkt_t, flow_key_t
+from hashing cimport (key_hash, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 
 cdef enum:
     MAX_MEMBERS = 256
     NO_MEMBER = 0xffff         # every member drained: the packet has no route
+    MEMBER_REMOVED = 0         # gone: flows pinned to it are re-hashed
+    MEMBER_ACTIVE = 1
+    MEMBER_DRAIN = 2           # weight 0: keeps its pinned flows, takes no new ones
     FRAG_SLOTS = 4096          # direct-mapped: a collision evicts, an entry expires
 
 ctypedef struct group_t:
@@ -20,6 +22,7 @@ ctypedef struct group_t:
     uint64_t mask4_l3[2]       # ... for the L3 fields only (fragments)
     uint8_t frag_follow        # 1: fragments: follow; 0: fragments: l3
     uint32_t member_nh[MAX_MEMBERS]
+    uint8_t member_state[MAX_MEMBERS]   # MEMBER_* below
     uint64_t member_pkts[MAX_MEMBERS]
 
 ctypedef struct frag_entry_t:
@@ -46,46 +49,51 @@ cdef inline uint32_t frag_key(const pkt_t *p, uint8_t *k) noexcept nogil:
     k[n - 1] = <uint8_t>p.frag_id
     return n
 
-cdef inline uint16_t by_hash(const group_t *g, const pkt_t *p, uint16_t ingress,
-                             uint32_t seed, bint l3_only) noexcept nogil:
-    cdef uint32_t fields = g.fields
-    cdef const uint64_t *mask4 = g.mask4
+cdef inline uint32_t group_hash(const group_t *g, const flow_key_t *k, uint16_t ingress,
+                                uint32_t flow_label, uint32_t seed,
+                                bint l3_only) noexcept nogil:
     if l3_only:
-        fields = fields & (F_L3 | F_SYMMETRIC)
-        mask4 = g.mask4_l3
-    return g.buckets[bucket_of(pkt_hash(p, ingress, fields, mask4, seed), g.n_buckets)]
+        return key_hash(k, ingress, flow_label, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3,
+                        seed)
+    return key_hash(k, ingress, flow_label, g.fields, g.mask4, seed)
 
-cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p, uint16_t ingress,
-                              uint32_t seed, frag_table_t *ft) noexcept nogil:
-    """fragments: follow — a first fragment records its member; later ones look it up."""
+cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p,
+                                     const flow_key_t *k, uint16_t ingress, uint32_t seed,
+                                     frag_table_t *ft, uint64_t now,
+                                     uint16_t pinned) noexcept nogil:
+    """fragments: follow — a first fragment records its member (`pinned` when a flow
+    entry already decided it); later ones look it up."""
     cdef uint64_t kbuf[KEY_WORDS]
-    cdef uint8_t *k = <uint8_t *>kbuf
-    cdef uint32_t n = frag_key(p, k)
-    cdef frag_entry_t *e = &ft.slots[crc_key(k, n) & (FRAG_SLOTS - 1)]
-    cdef uint64_t now = rte_rdtsc()
+    cdef uint8_t *fk = <uint8_t *>kbuf
+    cdef uint32_t n = frag_key(p, fk)
+    cdef frag_entry_t *e = &ft.slots[crc_key(fk, n) & (FRAG_SLOTS - 1)]
     cdef uint16_t m
     if p.l4:
         # first fragment: decided on its full 5-tuple, like the flow's other packets
-        m = by_hash(g, p, ingress, seed, 0)
+        m = pinned
+        if m == NO_MEMBER:
+            m = g.buckets[bucket_of(group_hash(g, k, ingress, p.flow_label, seed, 0),
+                                    g.n_buckets)]
         e.expires = now + ft.timeout_tsc
         e.group = gid
         e.member = m
         e.klen = <uint8_t>n
-        memcpy(e.key, k, n)
+        memcpy(e.key, fk, n)
         return m
-    if e.expires > now and e.group == gid and e.klen == n and memcmp(e.key, k, n) == 0:
+    if e.expires > now and e.group == gid and e.klen == n and memcmp(e.key, fk, n) == 0:
         ft.followed += 1
         return e.member
     ft.fallback += 1
-    return by_hash(g, p, ingress, seed, 1)
+    return g.buckets[bucket_of(group_hash(g, k, ingress, p.flow_label, seed, 1), g.n_buckets)]
 
 cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
-                                   uint16_t ingress, uint32_t seed,
-                                   frag_table_t *ft) noexcept nogil:
-    """The member slot for packet p (see docs/hashing.md, fragments)."""
+                                   const flow_key_t *k, uint16_t ingress, uint32_t seed,
+                                   frag_table_t *ft, uint64_t now) noexcept nogil:
+    """The member slot for a packet without a flow entry (docs/hashing.md)."""
     if g.n_buckets == 0:
         return NO_MEMBER
     if p.frag and g.frag_follow:
-        return follow_fragment(g, gid, p, ingress, seed, ft)
+        return follow_fragment(g, gid, p, k, ingress, seed, ft, now, NO_MEMBER)
     # fragments: l3 — every packet, fragmented or not, on src/dst/proto only
-    return by_hash(g, p, ingress, seed, not g.frag_follow)
+    return g.buckets[bucket_of(group_hash(g, k, ingress, p.flow_label, seed,
+                                          not g.frag_follow), g.n_buckets)]

@@ -6,7 +6,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memcmp
 from includes.rte_hash_crc cimport rte_hash_crc, rte_hash_crc_8byte
 from includes.shim cimport dp_bswap16, dp_bswap32
-from parse cimport pkt_t
+from parse cimport pkt_t, flow_key_t
 
 cdef enum:
     F_SRC_IP = 1
@@ -78,14 +78,6 @@ cdef inline uint32_t crc_key(const uint8_t *k, uint32_t n) noexcept nogil:
 cdef inline uint32_t finalize(uint32_t crc, uint32_t seed) noexcept nogil:
     return fmix32(crc ^ seed)
 
-cdef inline uint32_t pkt_hash6(const pkt_t *p, uint16_t ingress, uint32_t fields,
-                               uint32_t seed, uint16_t sport, uint16_t dport) noexcept nogil:
-    cdef uint64_t kbuf[KEY_WORDS]
-    cdef const uint8_t *ip = p.data + p.l2_len
-    cdef uint32_t n = hash_key(<uint8_t *>kbuf, 6, ip + 8, ip + 24, p.proto, sport, dport,
-                               ingress, p.flow_label, fields)
-    return finalize(crc_key(<uint8_t *>kbuf, n), seed)
-
 cdef inline void key_mask4(uint32_t fields, uint64_t *mask) noexcept nogil:
     """The IPv4 key (16 bytes, two little-endian words) masked to the selected fields."""
     cdef uint8_t m[16]
@@ -108,30 +100,44 @@ cdef inline void key_mask4(uint32_t fields, uint64_t *mask) noexcept nogil:
             m[14 + i] = 0xff
     memcpy(mask, m, 16)
 
-cdef inline uint32_t pkt_hash(const pkt_t *p, uint16_t ingress, uint32_t fields,
-                              const uint64_t *mask4, uint32_t seed) noexcept nogil:
-    """The packet's flow hash (the same bytes as hash_key). ICMP echo: the id stands in
-    for both ports. Packets without L4 (non-first fragments) hash with zero ports.
-    IPv4 takes a fast path: the 16-byte key is two words ANDed with the group's mask."""
-    cdef const uint8_t *ip = p.data + p.l2_len
+cdef inline bint icmp_key(const flow_key_t *k) noexcept nogil:
+    return (k.proto == 1 and k.family == 4) or (k.proto == 58 and k.family == 6)
+
+cdef inline uint32_t key_hash6(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
+                               uint32_t fields, uint32_t seed) noexcept nogil:
+    cdef uint64_t kbuf[KEY_WORDS]
+    cdef uint16_t sport = dp_bswap16(k.sport), dport = dp_bswap16(k.dport)
+    if icmp_key(k):
+        dport = sport
+    cdef uint32_t n = hash_key(<uint8_t *>kbuf, 6, k.src, k.dst, k.proto, sport, dport,
+                               ingress, flow_label, fields)
+    return finalize(crc_key(<uint8_t *>kbuf, n), seed)
+
+cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
+                              uint32_t fields, const uint64_t *mask4,
+                              uint32_t seed) noexcept nogil:
+    """The flow hash of a (fat-flow masked) key: the same bytes as hash_key(). ICMP: the
+    key's source port (echo id, or 0) stands in for both ports, so a reply hashes like
+    its request. IPv4 takes a fast path: the 16-byte hash key is two words ANDed with the
+    group's mask."""
     cdef uint32_t src, dst, t
-    cdef uint16_t sport = p.sport, dport = p.dport, tp
+    cdef uint16_t sport = k.sport, dport = k.dport      # network order
     cdef uint64_t w0, w1
-    if p.icmp_id:                 # both "ports": a reply hashes like its request
-        sport = dport = p.icmp_id
-    if p.family == 4:
-        memcpy(&src, ip + 12, 4)
-        memcpy(&dst, ip + 16, 4)
-        if fields & F_SYMMETRIC:
-            if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and sport > dport):
-                t = src; src = dst; dst = t
-                tp = sport; sport = dport; dport = tp
-        w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
-        w1 = (p.proto | (<uint64_t>dp_bswap16(sport) << 16)
-              | (<uint64_t>dp_bswap16(dport) << 32)
-              | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
-        return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
-    return pkt_hash6(p, ingress, fields, seed, sport, dport)
+    if k.family != 4:
+        return key_hash6(k, ingress, flow_label, fields, seed)
+    if icmp_key(k):
+        dport = sport
+    memcpy(&src, k.src, 4)
+    memcpy(&dst, k.dst, 4)
+    if fields & F_SYMMETRIC:
+        if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and
+                                                 dp_bswap16(sport) > dp_bswap16(dport)):
+            t = src; src = dst; dst = t
+            t = sport; sport = dport; dport = <uint16_t>t
+    w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
+    w1 = (k.proto | (<uint64_t>sport << 16) | (<uint64_t>dport << 32)
+          | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
+    return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
 
 cdef inline uint32_t bucket_of(uint32_t h, uint32_t n) noexcept nogil:
     """Multiply-shift: the top bits of h pick the bucket (never h % 2^k)."""

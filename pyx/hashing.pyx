@@ -3,8 +3,8 @@
 polarization simulator: the same inline functions the packet path runs."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
-from parse cimport pkt_t, parse
-from hashing cimport pkt_hash, key_mask4
+from parse cimport pkt_t, parse, flow_key_t, build_key
+from hashing cimport key_hash, key_mask4
 cimport numpy as cnp
 import numpy as np
 from hashing cimport hash_key, crc_key, finalize, bucket_of, KEY_MAX, KEY_WORDS
@@ -94,14 +94,16 @@ def crc_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] p
 
 
 def frame_hash(bytes frame, uint16_t ingress, uint32_t fields, uint32_t seed):
-    """Parse a frame and hash it with pkt_hash(), the packet path's (IPv4 fast path
-    included). None when the frame would be dropped by the parser."""
+    """Parse a frame, build its flow key and hash it with key_hash(), as the packet path
+    does (IPv4 fast path included). None when the frame would be dropped by the parser."""
     cdef pkt_t p
     cdef uint64_t mask4[2]
+    cdef flow_key_t k
     memset(&p, 0, sizeof(p))
     p.data = <uint8_t *><char *>frame
     p.len = len(frame)
     if parse(&p) != 0:
         return None
     key_mask4(fields, mask4)
-    return pkt_hash(&p, ingress, fields, mask4, seed)
+    build_key(&p, 0, &k)
+    return key_hash(&k, ingress, p.flow_label, fields, mask4, seed)

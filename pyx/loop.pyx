@@ -26,16 +26,23 @@ from includes.rte_lpm cimport *
 from includes.rte_lpm6 cimport *
 from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set
 from errors cimport check, check_ptr
+import ipaddress
 import numpy as np
 from dataplane import ecmp, hashing
 from parse cimport *
 from route cimport vrf_t, route, NH_NONE, NH_GROUP
-from ecmp cimport group_t, frag_table_t, select_member, MAX_MEMBERS, NO_MEMBER
-from hashing cimport key_mask4, F_L3, F_SYMMETRIC
+from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_hash,
+                  MAX_MEMBERS, NO_MEMBER, MEMBER_REMOVED, MEMBER_ACTIVE, MEMBER_DRAIN)
+from hashing cimport key_mask4, key_hash, bucket_of, F_L3, F_SYMMETRIC
 from rewrite cimport nexthop_t, rewrite
+from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
+from flow cimport flow_table_t, flow_entry_t, flow_tcp, flow_age, flow_delete
+from includes.rte_hash cimport *
+from includes.rte_hash_crc cimport rte_hash_crc
 
 DEF BURST = 32
 DEF MAX_PORTS = 32
+DEF AGE_SLICE = 64             # flow entries looked at per loop iteration
 
 ctypedef struct port_t:
     uint16_t port_id           # DPDK port id
@@ -43,59 +50,157 @@ ctypedef struct port_t:
     uint8_t l3                 # 0: not an L3 port (cross-connect, later issues)
     uint8_t rx                 # 1: the worker polls this port
     uint8_t bound              # 1: a DPDK port is attached
+    uint8_t flow_mode          # 1: flow mode (the flow table pins flows); 0: packet mode
     uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason (dataplane/drops.py)
     rte_eth_dev_tx_buffer *txb
+    fat_rules_t fat
 
 ctypedef struct ctx_t:
     int stop
     uint16_t nports
     uint64_t drain_tsc         # flush TX buffers at least this often
     uint64_t loops
+    uint64_t fake_now          # tests: the clock (TSC units); 0 = rte_rdtsc()
     port_t ports[MAX_PORTS]
     vrf_t *vrfs
     nexthop_t *nhs
     group_t *groups
     uint32_t seed              # node hash seed
+    uint32_t entropy_fields    # hash fields of a flow's entropy when not via a group
+    uint64_t entropy_mask4[2]
     frag_table_t *frag
+    flow_table_t flows
 
-assert D_TX_FULL - D_PARSE_ERROR == 6
+assert D_TX_FULL - D_PARSE_ERROR == 6 and D_FLOW_TABLE_FULL == D_TX_FULL + 1
+
+
+cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
+    return c.fake_now if c.fake_now else rte_rdtsc()
 
 
 cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                    rte_mbuf **out, uint16_t *out_port) noexcept nogil:
-    """Parse, route and rewrite a burst; stage survivors in out/out_port, free the rest."""
+    """Parse, classify (flow table or route + hash), rewrite a burst; stage survivors in
+    out/out_port, free and count the rest (docs/packet-path.md, docs/flow-table.md)."""
     cdef port_t *pt = &c.ports[in_port]
     cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
-    cdef pkt_t p
+    cdef flow_table_t *ft = &c.flows
+    cdef pkt_t P[BURST]
+    cdef flow_key_t K[BURST]
+    cdef int res[BURST]
+    cdef int32_t at[BURST]         # flow table position per packet, -1 = no entry
+    cdef const void *kp[BURST]
+    cdef int32_t pos[BURST]
+    cdef uint16_t idx[BURST]
+    cdef pkt_t *p
+    cdef flow_key_t *key
+    cdef flow_entry_t *e
     cdef rte_mbuf *m
-    cdef uint32_t nh_id
+    cdef uint32_t nh_id, gid, h
     cdef const nexthop_t *nh
-    cdef uint16_t i, k = 0, mem
-    cdef uint32_t gid
+    cdef uint16_t i, j, k = 0, nk = 0, mem
     cdef group_t *g
     cdef int r
+    cdef int32_t a
+    cdef bint lookup
+    cdef uint64_t now = clock_now(c)
     pt.cnt[C_RX] += n
+    # 1. parse, build and mask the flow keys
     for i in range(n):
         m = pkts[i]
         if i + 2 < n:
             rte_prefetch0(dp_mtod(pkts[i + 2]))
-        memset(&p, 0, sizeof(p))
+        p = &P[i]
+        memset(p, 0, sizeof(pkt_t))
         p.data = dp_mtod(m)
         p.len = m.data_len
-        if pt.l3:
-            r = parse(&p)
-            if r == 0:
-                r = route(vrf, &p, &nh_id)
-        else:
-            r = D_UNSUPPORTED
+        at[i] = -1
+        res[i] = parse(p) if pt.l3 else D_UNSUPPORTED
+        if res[i] == 0:
+            build_key(p, pt.vrf, &K[i])
+            fat_mask(&pt.fat, &K[i])
+            if pt.flow_mode and p.l4:          # non-first fragments never use the table
+                kp[nk] = &K[i]
+                idx[nk] = i
+                nk += 1
+    # 2. one bulk lookup for the burst
+    if nk:
+        rte_hash_lookup_bulk(ft.h, kp, nk, pos)
+        for j in range(nk):
+            at[idx[j]] = pos[j]
+    # 3. decide, rewrite, stage
+    for i in range(n):
+        m = pkts[i]
+        r = res[i]
         if r:
             pt.cnt[r] += 1
             rte_pktmbuf_free(m)
             continue
-        if nh_id & NH_GROUP:
-            gid = nh_id & ~(<uint32_t>NH_GROUP)
-            g = &c.groups[gid]
-            mem = select_member(g, gid, &p, in_port, c.seed, c.frag)
+        p = &P[i]
+        key = &K[i]
+        mem = NO_MEMBER
+        g = NULL
+        e = NULL
+        lookup = pt.flow_mode and p.l4
+        if at[i] >= 0:
+            e = &ft.entries[at[i]]
+        if e != NULL:
+            nh_id = e.nh_id
+            if nh_id & NH_GROUP:
+                gid = nh_id & ~(<uint32_t>NH_GROUP)
+                g = &c.groups[gid]
+                mem = e.member
+                if g.member_state[mem] == MEMBER_REMOVED:
+                    mem = g.buckets[bucket_of(e.hash, g.n_buckets)] if g.n_buckets \
+                        else NO_MEMBER
+                    e.member = mem
+                    ft.rehashed += 1
+                if p.frag and g.frag_follow and mem != NO_MEMBER:
+                    follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now, mem)
+        else:
+            r = route(vrf, p, &nh_id)
+            if r:
+                pt.cnt[r] += 1
+                rte_pktmbuf_free(m)
+                continue
+            if nh_id & NH_GROUP:
+                gid = nh_id & ~(<uint32_t>NH_GROUP)
+                g = &c.groups[gid]
+                mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now)
+            if lookup:
+                a = rte_hash_add_key(ft.h, key)
+                if a < 0:
+                    ft.full += 1
+                    if ft.on_full_drop:
+                        pt.cnt[D_FLOW_TABLE_FULL] += 1
+                        rte_pktmbuf_free(m)
+                        continue
+                else:
+                    e = &ft.entries[a]
+                    if e.valid:                # created by an earlier packet of the burst
+                        mem = e.member
+                        if g != NULL and p.frag and g.frag_follow and mem != NO_MEMBER:
+                            follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now,
+                                            mem)
+                    else:
+                        memset(e, 0, sizeof(flow_entry_t))
+                        e.valid = 1
+                        e.nh_id = nh_id
+                        e.member = mem
+                        e.in_port = in_port
+                        e.first_seen = now
+                        e.hash = group_hash(g, key, in_port, p.flow_label, c.seed, 0) \
+                            if g != NULL else \
+                            key_hash(key, in_port, p.flow_label, c.entropy_fields,
+                                     c.entropy_mask4, c.seed)
+                        ft.created += 1
+        if e != NULL:
+            e.packets += 1
+            e.bytes += m.pkt_len
+            e.last_seen = now
+            if p.proto == 6 and p.tcp_flags & 0x05:
+                flow_tcp(ft, e, key, p.tcp_flags, now)
+        if g != NULL:
             if mem == NO_MEMBER:
                 pt.cnt[D_NO_ROUTE] += 1
                 rte_pktmbuf_free(m)
@@ -103,7 +208,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             g.member_pkts[mem] += 1
             nh_id = g.member_nh[mem]
         nh = &c.nhs[nh_id]
-        rewrite(m, &p, nh)
+        rewrite(m, p, nh)
         out[k] = m
         out_port[k] = nh.port
         c.ports[nh.port].cnt[C_TX] += 1
@@ -152,6 +257,9 @@ cdef int worker(void *arg) noexcept nogil:
         if now - last > c.drain_tsc:
             flush_all(c)
             last = now
+        if c.flows.capacity:
+            flow_age(&c.flows, now, AGE_SLICE if c.flows.capacity > AGE_SLICE
+                     else c.flows.capacity)
         c.loops += 1
     flush_all(c)
     return 0
@@ -162,6 +270,10 @@ cdef int worker(void *arg) noexcept nogil:
 cdef bint _eal_ready = False
 cdef rte_mempool *_pool = NULL
 cdef unsigned _table_seq = 0          # rte_lpm names must be unique per process
+
+
+NO_TABLE = object()            # a group whose members are all drained or removed
+FAT_PROTOS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}
 
 
 def eal_init(list args):
@@ -221,6 +333,7 @@ cdef class Core:
     cdef int nvrfs, nnhs, ngroups
     cdef int launched_lcore
     cdef object cfg
+    cdef dict _groups
 
     def __cinit__(self):
         self.c = <ctx_t *>calloc(1, sizeof(ctx_t))
@@ -241,12 +354,65 @@ cdef class Core:
         if self.c.frag == NULL:
             raise MemoryError()
         self.c.frag.timeout_tsc = rte_get_tsc_hz() * 2
+        self.c.entropy_fields = hashing.field_mask(hashing.FIELD_BITS.keys() - {
+            "flow_label", "ingress_port"})
+        key_mask4(self.c.entropy_fields, self.c.entropy_mask4)
         for p in cfg.ports:
             self.c.ports[p.index].l3 = p.vrf is not None
             self.c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
+            self.c.ports[p.index].flow_mode = p.mode == "flow"
+            self._build_fat(p)
         self._build_nexthops(cfg)
         self._build_groups(cfg)
         self._build_vrfs(cfg)
+        if any(p.mode == "flow" and p.vrf is not None for p in cfg.ports):
+            self._build_flow_table(cfg.flow_table)
+
+    cdef _build_fat(self, p):
+        cdef fat_rules_t *fr = &self.c.ports[p.index].fat
+        rules = list(getattr(p, "fat_flows", None) or [])
+        excl = list(getattr(p, "fat_flow_exclude", None) or [])
+        if len(rules) > MAX_FAT_RULES or len(excl) > MAX_FAT_EXCLUDE:
+            raise ValueError(f"port {p.name}: at most {MAX_FAT_RULES} fat-flow rules and "
+                             f"{MAX_FAT_EXCLUDE} exclude prefixes")
+        fr.n_rules = len(rules)
+        for i, r in enumerate(rules):
+            proto = FAT_PROTOS.get(r.proto, r.proto)
+            fr.rules[i].proto = 1 if proto in (1, 58) else proto
+            fr.rules[i].port = r.port
+            fr.rules[i].ignore = {"none": 0, "src": 1, "dst": 2}[r.ignore or "none"]
+            fr.rules[i].src_plen = NO_PREFIX if r.src_prefix_len is None else r.src_prefix_len
+            fr.rules[i].dst_plen = NO_PREFIX if r.dst_prefix_len is None else r.dst_prefix_len
+        fr.n_exclude = len(excl)
+        for i, net in enumerate(excl):
+            fr.exclude[i].family = net.version
+            fr.exclude[i].plen = net.prefixlen
+            a = net.network_address.packed
+            for b in range(len(a)):
+                fr.exclude[i].addr[b] = a[b]
+
+    cdef _build_flow_table(self, spec):
+        global _table_seq
+        cdef rte_hash_parameters hp
+        cdef flow_table_t *ft = &self.c.flows
+        _table_seq += 1
+        name = f"flows_{_table_seq}".encode()
+        memset(&hp, 0, sizeof(hp))
+        hp.name = name
+        hp.entries = spec.entries
+        hp.key_len = sizeof(flow_key_t)
+        hp.hash_func = <rte_hash_function>rte_hash_crc
+        hp.socket_id = rte_socket_id()
+        hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
+        ft.h = <rte_hash *>check_ptr(rte_hash_create(&hp),
+                                     f"rte_hash_create(flow table, {spec.entries} entries)")
+        ft.entries = <flow_entry_t *>calloc(spec.entries, sizeof(flow_entry_t))
+        if ft.entries == NULL:
+            raise MemoryError("flow table entries")
+        ft.capacity = spec.entries
+        ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
+        ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
+        ft.on_full_drop = spec.on_full == "drop"
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh
@@ -262,12 +428,35 @@ cdef class Core:
         cdef group_t *g
         self.ngroups = len(cfg.groups)
         self.c.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        self._groups = {}
         for grp in cfg.groups:
-            self.set_group(grp.index, [m.nexthop_index for m in grp.members],
-                           ecmp.build_or_none([m.weight for m in grp.members],
-                                              grp.buckets),
-                           hashing.field_mask(grp.hash.fields, grp.hash.symmetric),
-                           grp.hash.fragments == "follow")
+            self.update_group(grp.index, [(m.nexthop_index, m.weight, True)
+                                          for m in grp.members])
+
+    def update_group(self, int index, members):
+        """Install or change group `index`: members[i] = (next-hop index, weight, present)
+        for member slot i. Slots keep their index: an added member is a new slot, a
+        removed one stays as a hole (its pinned flows are re-hashed), weight 0 drains.
+        The bucket table moves the fewest buckets (dataplane.ecmp.rebalance). Worker
+        stopped (live updates come with the control plane)."""
+        grp = self.cfg.groups[index]
+        weights = [w if present else 0 for _, w, present in members]
+        old = self._groups.get(index)
+        if old is not None and old is not NO_TABLE and sum(weights) > 0:
+            table = ecmp.rebalance(old, weights)
+        else:
+            table = ecmp.build_or_none(weights, grp.buckets)
+        self._groups[index] = NO_TABLE if table is None else table
+        self.set_group(index, [nh for nh, _, _ in members], table,
+                       hashing.field_mask(grp.hash.fields, grp.hash.symmetric),
+                       grp.hash.fragments == "follow")
+        for i, (_, w, present) in enumerate(members):
+            self.c.groups[index].member_state[i] = (
+                MEMBER_REMOVED if not present else MEMBER_ACTIVE if w else MEMBER_DRAIN)
+
+    def group_table(self, int index):
+        t = self._groups.get(index)
+        return None if t is None or t is NO_TABLE else t.copy()
 
     def set_group(self, int index, list member_nh, table, uint32_t fields, bint follow):
         """Install a group's members and bucket table (worker stopped; live updates
@@ -481,6 +670,60 @@ cdef class Core:
                 rte_pktmbuf_free(out[j])
         return result
 
+    # ------------------------------------------------------------------ flows
+
+    def set_clock(self, seconds):
+        """Tests: the flow table's clock in seconds (None: the TSC)."""
+        self.c.fake_now = 0 if seconds is None else max(1, <uint64_t>(seconds *
+                                                                      rte_get_tsc_hz()))
+
+    def age_all(self):
+        """Sweep the whole flow table once (the worker sweeps it a slice at a time)."""
+        if self.c.flows.h != NULL:
+            flow_age(&self.c.flows, clock_now(self.c), self.c.flows.capacity)
+
+    def flow_counters(self):
+        cdef flow_table_t *ft = &self.c.flows
+        return {"flow_created": ft.created, "flow_deleted": ft.deleted,
+                "flow_aged": ft.aged, "flow_rehashed": ft.rehashed,
+                "flow_table_full": ft.full,
+                "flows_active": rte_hash_count(ft.h) if ft.h != NULL else 0}
+
+    def flow_flush(self):
+        cdef flow_table_t *ft = &self.c.flows
+        cdef uint32_t i
+        for i in range(ft.capacity):
+            if ft.entries[i].valid:
+                flow_delete(ft, i)
+
+    def flows(self):
+        """Every flow entry as a dict (worker stopped, or a racy snapshot)."""
+        cdef flow_table_t *ft = &self.c.flows
+        cdef flow_entry_t *e
+        cdef flow_key_t *k
+        cdef void *kv
+        cdef uint32_t i
+        cdef double hz = rte_get_tsc_hz()
+        out = []
+        for i in range(ft.capacity):
+            e = &ft.entries[i]
+            if not e.valid or rte_hash_get_key_with_position(ft.h, i, &kv) != 0:
+                continue
+            k = <flow_key_t *>kv
+            alen = 4 if k.family == 4 else 16
+            grp = (e.nh_id & ~(<uint32_t>NH_GROUP)) if e.nh_id & NH_GROUP else None
+            out.append({
+                "vrf": be16(k.vrf), "family": k.family,
+                "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
+                "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
+                "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
+                "in_port": e.in_port, "nh_id": e.nh_id, "group": grp,
+                "member": None if grp is None or e.member == NO_MEMBER else e.member,
+                "hash": e.hash, "packets": e.packets, "bytes": e.bytes,
+                "first_seen": e.first_seen / hz, "last_seen": e.last_seen / hz,
+                "fin": bool(e.fin), "rst": bool(e.rst), "closing": e.closing_since != 0})
+        return out
+
     def close(self):
         """Free the tables (ports must be closed, the worker stopped)."""
         self.stop()
@@ -502,6 +745,12 @@ cdef class Core:
         self.c.nhs = NULL
         free(self.c.frag)
         self.c.frag = NULL
+        if self.c.flows.h != NULL:
+            rte_hash_free(self.c.flows.h)
+            self.c.flows.h = NULL
+        free(self.c.flows.entries)
+        self.c.flows.entries = NULL
+        self.c.flows.capacity = 0
 
     def __dealloc__(self):
         if self.c != NULL:

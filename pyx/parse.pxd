@@ -1,6 +1,7 @@
 # Parse stage: Ethernet, <= 2 VLAN tags, IPv4 (+options), IPv6 (+extension headers),
 # TCP/UDP/SCTP/ICMP. The contract is docs/packet-path.md; every read is bounds-checked.
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 # Counter slots per port: rx, tx, then the drop reasons in dataplane/drops.py order.
 cdef enum:
@@ -13,6 +14,7 @@ cdef enum:
     D_MARTIAN = 6
     D_UNSUPPORTED = 7
     D_TX_FULL = 8
+    D_FLOW_TABLE_FULL = 9
     N_COUNTERS = 16
 
 ctypedef struct pkt_t:
@@ -196,3 +198,37 @@ cdef inline int parse(pkt_t *p) noexcept nogil:
     if et == 0x86dd:
         return parse_ipv6(p, d + off, n - off)
     return D_UNSUPPORTED
+
+# The flow key (docs/flow-table.md §1): what the flow table stores and the hash reads.
+ctypedef struct flow_key_t:
+    uint8_t src[16]            # IPv4 in the first 4 bytes
+    uint8_t dst[16]
+    uint16_t sport             # network order; ICMP echo: id; other ICMP: 0
+    uint16_t dport             # network order; ICMP: type
+    uint16_t vrf               # network order
+    uint8_t proto
+    uint8_t family
+
+cdef inline uint16_t be16(uint16_t host) noexcept nogil:
+    return <uint16_t>((host >> 8) | (host << 8))
+
+cdef inline void build_key(const pkt_t *p, uint16_t vrf, flow_key_t *k) noexcept nogil:
+    cdef const uint8_t *ip = p.data + p.l2_len
+    cdef uint64_t *w = <uint64_t *>k
+    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0
+    if p.family == 4:
+        memcpy(k.src, ip + 12, 4)
+        memcpy(k.dst, ip + 16, 4)
+    else:
+        memcpy(k.src, ip + 8, 16)
+        memcpy(k.dst, ip + 24, 16)
+    if (p.proto == 1 and p.family == 4) or (p.proto == 58 and p.family == 6):
+        if p.l4:
+            k.sport = be16(p.icmp_id)
+            k.dport = be16(p.icmp_type)
+    else:
+        k.sport = be16(p.sport)
+        k.dport = be16(p.dport)
+    k.vrf = be16(vrf)
+    k.proto = p.proto
+    k.family = p.family

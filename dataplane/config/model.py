@@ -42,6 +42,19 @@ class FlowTable:
     on_full: str = "hash"                       # hash | drop
 
 
+FAT_FLOW_PROTOS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}   # icmp: 58 on IPv6
+
+
+@dataclass
+class FatFlowRule:
+    """One `ports[].fat_flows` rule (SPEC §5, docs/flow-table.md §2)."""
+    proto: int                                  # 6, 17, 132, or 1 = ICMP (ICMPv6 on IPv6)
+    port: int = 0                               # 0: every packet of the protocol
+    ignore: str = "none"                        # none | src | dst
+    src_prefix_len: Optional[int] = None        # keep this many leading bits
+    dst_prefix_len: Optional[int] = None
+
+
 @dataclass
 class Port:
     name: str
@@ -52,6 +65,8 @@ class Port:
     vrf_index: int = 0
     mode: str = "flow"                          # flow | packet
     xconnect: Optional[str] = None
+    fat_flows: list[FatFlowRule] = field(default_factory=list)
+    fat_flow_exclude: list[IPNetwork] = field(default_factory=list)
 
     @property
     def dev_name(self) -> str:

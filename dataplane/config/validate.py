@@ -7,7 +7,7 @@ that return the converted value, or BAD after recording an error at ``ctx``; a
 record's spec maps each allowed key to ``(checker, default)``, with REQUIRED as the
 default of a key that must be present.
 
-mpls, pseudowires, fat_flows and mirror are checked here but only kept as written in
+mpls, pseudowires and mirror are checked here but only kept as written in
 ``Config.raw`` (no defaults applied); their features compile them.
 """
 from __future__ import annotations
@@ -20,11 +20,13 @@ import re
 import yaml
 
 from ..crc32c import crc32c
-from .model import (DEFAULT_HASH_FIELDS, HASH_FIELDS, Config, Eal, FlowTable, Group,
-                    HashSpec, Member, NextHop, Node, Port, Route, Tunnel, Vrf)
+from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Config, Eal,
+                    FatFlowRule, FlowTable, Group, HashSpec, Member, NextHop, Node, Port,
+                    Route, Tunnel, Vrf)
 
 MAX_PORTS, MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS = 32, 256, 65535, 4096
 MAX_ROUTES_PER_VRF, MAX_MEMBERS = 1 << 20, 64
+MAX_FAT_RULES, MAX_FAT_EXCLUDE = 16, 16          # per port (pyx/fatflow.pxd)
 
 # vdev drivers we accept, with the devargs keys each takes (None: not checked here).
 VDEV_ARGS = {
@@ -319,16 +321,23 @@ BUCKETS = checker("a power of two or a prime from 64 to 65536",
 
 
 def fat_flows(ctx, value):
-    rules = list_of(FAT_FLOW)(ctx, value)
-    if rules is not BAD:
-        seen = set()
-        for i, rule in enumerate(rules):
-            if rule is BAD or BAD in (rule["proto"], rule["port"]):
-                continue
-            if (rule["proto"], rule["port"]) in seen:
-                ctx.at(i).error("unique per proto and port", value[i])
-            seen.add((rule["proto"], rule["port"]))
-    return rules
+    """The rules of one port, compiled to FatFlowRule (protocol by number)."""
+    rules = list_of(FAT_FLOW, 0, MAX_FAT_RULES, "rules")(ctx, value)
+    if rules is BAD:
+        return BAD
+    seen = set()
+    for i, rule in enumerate(rules):
+        if rule is BAD or BAD in (rule["proto"], rule["port"]):
+            continue
+        if rule["proto"] == "icmp" and rule["port"] != 0:
+            ctx.at(i).at("port").error("0 for icmp (ICMP has no ports)", rule["port"])
+        if (rule["proto"], rule["port"]) in seen:
+            ctx.at(i).error("unique per proto and port", value[i])
+        seen.add((rule["proto"], rule["port"]))
+    if any(r is BAD or BAD in r.values() for r in rules):
+        return BAD
+    return [FatFlowRule(FAT_FLOW_PROTOS[r["proto"]], r["port"], r["ignore"],
+                        r["src_prefix_len"], r["dst_prefix_len"]) for r in rules]
 
 
 # ---- the document ------------------------------------------------------------------
@@ -463,7 +472,7 @@ class _Validator:
             "vrf": (self.ref("a VRF", "vrfs"), "default"),
             "mode": (one_of("flow", "packet"), "flow"),
             "fat_flows": (fat_flows, list),
-            "fat_flow_exclude": (list_of(prefix), list),
+            "fat_flow_exclude": (list_of(prefix, 0, MAX_FAT_EXCLUDE, "prefixes"), list),
             "mirror": (record({
                 "to": (self.ref("a port", "ports"), REQUIRED),
                 "direction": (one_of("rx", "tx", "both"), "both"),
@@ -484,7 +493,8 @@ class _Validator:
                                             mirror["to"])
         vrf_index = vrfs.get(port["vrf"], 0) if vrfs and isinstance(port["vrf"], str) else 0
         return Port(port["name"], 0, port["devargs"], port["mac"], port["vrf"], vrf_index,
-                    port["mode"], port["xconnect"])
+                    port["mode"], port["xconnect"], port["fat_flows"],
+                    port["fat_flow_exclude"])
 
     def vrf(self, ctx, vrf_name, index, value):
         vrf = fields(ctx, value, {"routes": (self.routes, list)})

@@ -1,4 +1,5 @@
-"""Route and rewrite stages of the reference model: docs/packet-path.md §2.9-§5.
+"""Route, flow and rewrite stages of the reference model: docs/packet-path.md §2.9-§5,
+docs/flow-table.md (the flow table itself is in flows.py).
 
 The oracle the Cython core is diffed against, byte for byte and counter for counter.
 Clarity over speed: LPM is a dict per prefix length, probed longest first.
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..config.model import Config, Group, NextHop, Route
+from ..config.model import DEFAULT_HASH_FIELDS, Config, Group, NextHop, Route
 from ..drops import DROP_REASONS
 from .. import ecmp, hashing
+from .flows import FatFlows, FlowEntry, FlowKey, FlowTable, flow_key, key_hash
 from .parse import Parsed, parse
 
 
@@ -41,18 +43,46 @@ def packet_hash(p: Parsed, mask: int, seed: int) -> int:
                              p.icmp_id or p.dport, p.in_port, p.flow_label, mask, seed)
 
 
+REMOVED, ACTIVE, DRAIN = "removed", "active", "drain"     # member slot states
+
+
 class GroupState:
-    """A group's bucket table and per-member packet counts (SPEC §6)."""
+    """A group's member slots, bucket table and per-member packet counts (SPEC §6).
+
+    Slots keep their index for the group's life: a member added live is a new slot, a
+    removed one stays as a REMOVED slot (flows pinned to it are re-hashed), weight 0
+    drains (DRAIN: keeps its pinned flows, owns no bucket)."""
 
     def __init__(self, group: Group):
         self.group = group
+        self.member_nh = [m.nexthop_index for m in group.members]
+        self.state = [ACTIVE if m.weight else DRAIN for m in group.members]
         self.table = ecmp.build_or_none([m.weight for m in group.members], group.buckets)
         self.mask = hashing.field_mask(group.hash.fields, group.hash.symmetric)
         self.l3_mask = self.mask & (hashing.L3_FIELDS | hashing.SYMMETRIC)
+        self.follow = group.hash.fragments == "follow"
         self.packets = [0] * len(group.members)
 
     def bucket_member(self, h: int) -> int:
         return int(self.table[hashing.bucket_of(h, len(self.table))])
+
+    def update(self, members: list[tuple[int, int, bool]]) -> None:
+        """Live change: members[i] = (next-hop index, weight, present) for slot i. The new
+        table moves the fewest buckets (ecmp.rebalance); the Cython core does the same."""
+        if len(members) < len(self.member_nh):
+            raise ValueError("a group's member slots cannot shrink: mark removed members "
+                             "present=False")
+        weights = [w if present else 0 for _, w, present in members]
+        if sum(weights) == 0:
+            self.table = None
+        elif self.table is None:
+            self.table = ecmp.build(weights, self.group.buckets)
+        else:
+            self.table = ecmp.rebalance(self.table, weights)
+        self.member_nh = [nh for nh, _, _ in members]
+        self.state = [REMOVED if not present else ACTIVE if w else DRAIN
+                      for _, w, present in members]
+        self.packets += [0] * (len(members) - len(self.packets))
 
 
 class FragmentTable:
@@ -83,16 +113,29 @@ class FragmentTable:
         return e[2] if e is not None and e[:2] == (group, k) else None
 
 
-def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable):
-    """The member slot for packet p in group gs; None when every member is drained."""
+def group_hash(gs: GroupState, k: FlowKey, p: Parsed, seed: int, l3_only: bool) -> int:
+    return key_hash(k, p.in_port, p.flow_label, gs.l3_mask if l3_only else gs.mask, seed)
+
+
+def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable,
+                  key: Optional[FlowKey] = None, pinned: Optional[int] = None):
+    """The member slot for packet p in group gs (docs/hashing.md §5, §7), hashed from its
+    (fat-flow masked) flow key; `pinned`: the member a flow entry already decided, which a
+    first fragment records. None when every member is drained."""
+    if key is None:
+        key = flow_key(p, 0)
+    if pinned is not None:
+        if p.frag_first and gs.follow:
+            frags.put(gs.group.index, p, pinned)
+        return pinned
     if gs.table is None:
         return None
-    if gs.group.hash.fragments == "l3":      # every packet on src/dst/proto only
-        return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
+    if not gs.follow:                       # fragments: l3 — every packet on src/dst/proto
+        return gs.bucket_member(group_hash(gs, key, p, seed, True))
     if not p.is_fragment:
-        return gs.bucket_member(packet_hash(p, gs.mask, seed))
+        return gs.bucket_member(group_hash(gs, key, p, seed, False))
     if p.frag_first:
-        m = gs.bucket_member(packet_hash(p, gs.mask, seed))
+        m = gs.bucket_member(group_hash(gs, key, p, seed, False))
         frags.put(gs.group.index, p, m)
         return m
     m = frags.get(gs.group.index, p)
@@ -100,7 +143,7 @@ def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable):
         frags.followed += 1
         return m
     frags.fallback += 1
-    return gs.bucket_member(packet_hash(p, gs.l3_mask, seed))
+    return gs.bucket_member(group_hash(gs, key, p, seed, True))
 
 
 def checksum_update(hc: int, old: int, new: int) -> int:
@@ -135,6 +178,9 @@ class ReferenceForwarder:
                 self.lpm[vrf.index][route.prefix.version].add(route)
         self.groups = [GroupState(g) for g in cfg.groups]
         self.frags = FragmentTable()
+        self.fat = [FatFlows.of_port(port) for port in cfg.ports]
+        self.flow_table = FlowTable(cfg.flow_table)
+        self.entropy_mask = hashing.field_mask(DEFAULT_HASH_FIELDS)
         zero = dict.fromkeys(("rx", "tx") + DROP_REASONS, 0)
         self._counters = [dict(zero) for _ in cfg.ports]
 
@@ -160,23 +206,79 @@ class ReferenceForwarder:
         p = parse(frame, in_port)
         if p.drop:
             return p.drop
-        nh = self.resolve(port.vrf_index, p)
+        key, fat = self.fat[in_port].mask(flow_key(p, port.vrf_index))
+        non_first_fragment = p.is_fragment and not p.frag_first
+        if port.mode == "packet" or non_first_fragment:
+            nh = self.resolve(port.vrf_index, p, key)
+        else:
+            nh = self.flow_resolve(port.vrf_index, p, key, fat, len(frame))
+        if isinstance(nh, str):
+            return nh
         if nh is None:
             return "no_route"
         return nh.port_index, rewrite(frame, p, nh, self.cfg.ports[nh.port_index].mac)
 
-    def resolve(self, vrf_index: int, p: Parsed) -> Optional[NextHop]:
+    def resolve(self, vrf_index: int, p: Parsed, key: FlowKey) -> Optional[NextHop]:
+        """Stateless: route, then the group member by the hash (packet mode)."""
         route = self.lpm[vrf_index][p.family].lookup(p.dst)
         if route is None:
             return None
         if not route.via_group:
             return self.cfg.nexthops[route.via_index]
         gs = self.groups[route.via_index]
-        m = select_member(gs, p, self.cfg.node.seed, self.frags)
+        m = select_member(gs, p, self.cfg.node.seed, self.frags, key)
         if m is None:
             return None
+        return self.member_nexthop(gs, m)
+
+    def flow_resolve(self, vrf_index: int, p: Parsed, key: FlowKey, fat: bool,
+                     length: int) -> NextHop | str | None:
+        """Flow mode (docs/flow-table.md §4): the table decides, or a miss creates the
+        entry; a string is a drop reason."""
+        table, seed = self.flow_table, self.cfg.node.seed
+        now = table.now()
+        e = table.get(key)
+        if e is not None:                       # hit: the entry's route result
+            table.account(key, e, length, p.tcp_flags, now)
+            if e.group is None:
+                return self.cfg.nexthops[e.nh_id]
+            gs = self.groups[e.group]
+            if gs.state[e.member] == REMOVED:
+                if gs.table is None:            # nowhere to go: entry left as it is
+                    return None
+                e.member = gs.bucket_member(e.hash)
+                table.counters["flow_rehashed"] += 1
+            select_member(gs, p, seed, self.frags, key, pinned=e.member)
+            return self.member_nexthop(gs, e.member)
+        route = self.lpm[vrf_index][p.family].lookup(p.dst)
+        if route is None:
+            return None
+        gs = m = None
+        if route.via_group:
+            gs = self.groups[route.via_index]
+            if gs.table is None:                # every member drained: no entry
+                return None
+            m = select_member(gs, p, seed, self.frags, key)
+        if table.full:
+            table.counters["flow_table_full"] += 1
+            if self.cfg.flow_table.on_full == "drop":
+                return "flow_table_full"
+        else:
+            if gs is None:
+                h = key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
+            else:
+                h = group_hash(gs, key, p, seed, not gs.follow)
+            e = FlowEntry(p.in_port, route.via_index if gs is None else gs.member_nh[m],
+                          None if gs is None else route.via_index, m, h, now, now, fat)
+            table.insert(key, e)
+            table.account(key, e, length, p.tcp_flags, now)
+        if gs is None:
+            return self.cfg.nexthops[route.via_index]
+        return self.member_nexthop(gs, m)
+
+    def member_nexthop(self, gs: GroupState, m: int) -> NextHop:
         gs.packets[m] += 1
-        return self.cfg.nexthops[gs.group.members[m].nexthop_index]
+        return self.cfg.nexthops[gs.member_nh[m]]
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {port.name: dict(c) for port, c in zip(self.cfg.ports, self._counters)}
@@ -186,3 +288,23 @@ class ReferenceForwarder:
 
     def frag_counters(self) -> dict[str, int]:
         return {"frag_followed": self.frags.followed, "frag_fallback": self.frags.fallback}
+
+    # ---- flow table and live group changes (the Core API) ---------------------------
+
+    def update_group(self, index: int, members: list[tuple[int, int, bool]]) -> None:
+        self.groups[index].update(members)
+
+    def set_clock(self, seconds: Optional[float]) -> None:
+        self.flow_table.clock = None if seconds is None else float(seconds)
+
+    def age_all(self) -> None:
+        self.flow_table.age_all()
+
+    def flows(self) -> list[dict]:
+        return self.flow_table.listing(lambda g, m: self.groups[g].member_nh[m])
+
+    def flow_flush(self) -> None:
+        self.flow_table.flush()
+
+    def flow_counters(self) -> dict[str, int]:
+        return self.flow_table.counter_values()

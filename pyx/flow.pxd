@@ -1,0 +1,91 @@
+# Flow stage (SPEC §4, docs/flow-table.md): one table per worker on DPDK rte_hash (bulk
+# lookups, extendable buckets so exactly `entries` flows fit), entries in a parallel
+# array indexed by the key's rte_hash position. Only the worker touches it: no locks.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
+from libc.string cimport memcpy, memset
+from includes.rte_hash cimport (rte_hash, rte_hash_lookup, rte_hash_del_key,
+                                rte_hash_get_key_with_position)
+from parse cimport flow_key_t, pkt_t
+
+cdef enum:
+    TCP_FIN = 0x01
+    TCP_RST = 0x04
+
+ctypedef struct flow_entry_t:
+    uint64_t packets
+    uint64_t bytes
+    uint64_t first_seen        # TSC
+    uint64_t last_seen
+    uint64_t closing_since     # TSC; 0 = not closing
+    uint32_t nh_id             # route result: next-hop id or NH_GROUP | group
+    uint32_t hash              # flow entropy (docs/hashing.md), computed once
+    uint32_t gen               # routing generation the entry was resolved in
+    uint16_t member            # pinned group member slot, or NO_MEMBER
+    uint16_t in_port
+    uint8_t valid
+    uint8_t fin                # a FIN was sent in this direction
+    uint8_t rst
+
+ctypedef struct flow_table_t:
+    rte_hash *h
+    flow_entry_t *entries
+    uint32_t capacity
+    uint32_t cursor            # aging position
+    uint64_t idle_tsc
+    uint64_t close_tsc
+    uint8_t on_full_drop
+    uint64_t created
+    uint64_t deleted
+    uint64_t aged
+    uint64_t rehashed
+    uint64_t full
+
+cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
+    cdef void *key
+    if rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
+        rte_hash_del_key(ft.h, key)
+    ft.entries[pos].valid = 0
+    ft.deleted += 1
+
+cdef inline void reverse_key(const flow_key_t *k, flow_key_t *r) noexcept nogil:
+    r[0] = k[0]
+    memcpy(r.src, k.dst, 16)
+    memcpy(r.dst, k.src, 16)
+    r.sport = k.dport
+    r.dport = k.sport
+
+cdef inline void flow_tcp(flow_table_t *ft, flow_entry_t *e, const flow_key_t *k,
+                          uint8_t flags, uint64_t now) noexcept nogil:
+    """FIN both ways or RST (either way) → both directions closing."""
+    cdef flow_key_t rk
+    cdef int32_t rpos
+    cdef flow_entry_t *r = NULL
+    if not (flags & (TCP_FIN | TCP_RST)):
+        return
+    if flags & TCP_FIN:
+        e.fin = 1
+    if flags & TCP_RST:
+        e.rst = 1
+    reverse_key(k, &rk)
+    rpos = rte_hash_lookup(ft.h, &rk)
+    if rpos >= 0 and ft.entries[rpos].valid:
+        r = &ft.entries[rpos]
+    if e.rst or (r != NULL and (r.rst or (e.fin and r.fin))):
+        if not e.closing_since:
+            e.closing_since = now
+        if r != NULL and not r.closing_since:
+            r.closing_since = now
+
+cdef inline void flow_age(flow_table_t *ft, uint64_t now, uint32_t budget) noexcept nogil:
+    """Look at `budget` entries from the cursor; delete idle or closed ones."""
+    cdef flow_entry_t *e
+    cdef uint32_t i
+    for i in range(budget):
+        e = &ft.entries[ft.cursor]
+        if e.valid and ((now - e.last_seen > ft.idle_tsc) or
+                        (e.closing_since and now - e.closing_since > ft.close_tsc)):
+            flow_delete(ft, ft.cursor)
+            ft.aged += 1
+        ft.cursor += 1
+        if ft.cursor == ft.capacity:
+            ft.cursor = 0
