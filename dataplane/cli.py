@@ -96,6 +96,11 @@ def print_summary(s: dict, title: str) -> None:
     out.print(summary_table(s, title))
     for name, g in s.get("groups", {}).items():
         out.print(group_table(name, g))
+    f = s.get("flows")
+    if f and (f["flow_created"] or f["flow_table_full"]):
+        out.print(f"flows: created {f['flow_created']:,}, aged {f['flow_aged']:,}, "
+                  f"deleted {f['flow_deleted']:,}, rehashed {f['flow_rehashed']:,}, "
+                  f"table full {f['flow_table_full']:,}, active {f['flows_active']:,}")
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")

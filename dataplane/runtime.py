@@ -64,7 +64,7 @@ class Forwarder:
         self.cfg, self._core_mod = cfg, _core
         self.worker_lcore()            # a bad lcore list fails before EAL starts
         _core.eal_init(eal_args(cfg, extra_eal))
-        _core.pool_create(cfg.eal.mbufs)
+        _core.pool_create(cfg.eal.mbufs, cfg.eal.mbuf_size)
         self.pool_start = _core.pool_in_use()
         self.core = _core.Core(cfg)
         for p in cfg.ports:
@@ -120,6 +120,7 @@ class Forwarder:
                                                for g in self.cfg.groups])
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
                 "groups": groups, "fragments": self.core.frag_counters(),
+                "flows": self.core.flow_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}

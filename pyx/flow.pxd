@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
 from libc.string cimport memcpy, memset
 from includes.rte_hash cimport (rte_hash, rte_hash_lookup, rte_hash_del_key,
                                 rte_hash_get_key_with_position)
+from includes.rte_hash_crc cimport rte_hash_crc_8byte
 from parse cimport flow_key_t, pkt_t
 
 cdef enum:
@@ -39,6 +40,17 @@ ctypedef struct flow_table_t:
     uint64_t aged
     uint64_t rehashed
     uint64_t full
+
+cdef inline uint32_t flow_sig(const flow_key_t *k) noexcept nogil:
+    """rte_hash's signature of a key: CRC32-C of its six words, unrolled and inlined
+    (the table's hash_func, flow_sig_fn, computes the same for rte_hash's own calls)."""
+    cdef const uint64_t *w = <const uint64_t *>k
+    cdef uint32_t c = rte_hash_crc_8byte(w[0], 0)
+    c = rte_hash_crc_8byte(w[1], c)
+    c = rte_hash_crc_8byte(w[2], c)
+    c = rte_hash_crc_8byte(w[3], c)
+    c = rte_hash_crc_8byte(w[4], c)
+    return rte_hash_crc_8byte(w[5], c)
 
 cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
     cdef void *key

@@ -36,7 +36,7 @@ from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_
 from hashing cimport key_mask4, key_hash, bucket_of, F_L3, F_SYMMETRIC
 from rewrite cimport nexthop_t, rewrite
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
-from flow cimport flow_table_t, flow_entry_t, flow_tcp, flow_age, flow_delete
+from flow cimport flow_table_t, flow_entry_t, flow_tcp, flow_age, flow_delete, flow_sig
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
 
@@ -90,6 +90,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     cdef int res[BURST]
     cdef int32_t at[BURST]         # flow table position per packet, -1 = no entry
     cdef const void *kp[BURST]
+    cdef uint32_t sig[BURST]
     cdef int32_t pos[BURST]
     cdef uint16_t idx[BURST]
     cdef pkt_t *p
@@ -121,18 +122,20 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             fat_mask(&pt.fat, &K[i])
             if pt.flow_mode and p.l4:          # non-first fragments never use the table
                 kp[nk] = &K[i]
+                sig[nk] = flow_sig(&K[i])
                 idx[nk] = i
                 nk += 1
     # 2. one bulk lookup for the burst
     if nk:
-        rte_hash_lookup_bulk(ft.h, kp, nk, pos)
+        rte_hash_lookup_with_hash_bulk(ft.h, kp, sig, nk, pos)
         for j in range(nk):
             at[idx[j]] = pos[j]
+            res[idx[j]] = -1 - <int>j if pos[j] < 0 else 0    # a miss remembers its sig
     # 3. decide, rewrite, stage
     for i in range(n):
         m = pkts[i]
         r = res[i]
-        if r:
+        if r > 0:
             pt.cnt[r] += 1
             rte_pktmbuf_free(m)
             continue
@@ -168,7 +171,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                 g = &c.groups[gid]
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now)
             if lookup:
-                a = rte_hash_add_key(ft.h, key)
+                a = rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
                 if a < 0:
                     ft.full += 1
                     if ft.on_full_drop:
@@ -214,6 +217,12 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         c.ports[nh.port].cnt[C_TX] += 1
         k += 1
     return k
+
+
+cdef uint32_t flow_sig_fn(const void *key, uint32_t key_len,
+                          uint32_t init_val) noexcept nogil:
+    """rte_hash's hash_func for the flow table: flow_sig(), which the fast path inlines."""
+    return flow_sig(<const flow_key_t *>key)
 
 
 cdef void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
@@ -300,13 +309,13 @@ def eal_ready():
     return _eal_ready
 
 
-def pool_create(unsigned n=8192, unsigned cache=256):
+def pool_create(unsigned n=8192, unsigned data_room=RTE_MBUF_DEFAULT_BUF_SIZE,
+                unsigned cache=256):
     """The process's mbuf pool (created once; later calls return its size)."""
     global _pool
     if _pool == NULL:
         _pool = <rte_mempool *>check_ptr(
-            rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    rte_socket_id()),
+            rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, data_room, rte_socket_id()),
             f"rte_pktmbuf_pool_create(dp_mbufs, n={n})")
     return rte_mempool_in_use_count(_pool) + rte_mempool_avail_count(_pool)
 
@@ -401,7 +410,7 @@ cdef class Core:
         hp.name = name
         hp.entries = spec.entries
         hp.key_len = sizeof(flow_key_t)
-        hp.hash_func = <rte_hash_function>rte_hash_crc
+        hp.hash_func = flow_sig_fn
         hp.socket_id = rte_socket_id()
         hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
         ft.h = <rte_hash *>check_ptr(rte_hash_create(&hp),

@@ -208,6 +208,7 @@ ctypedef struct flow_key_t:
     uint16_t vrf               # network order
     uint8_t proto
     uint8_t family
+    uint64_t pad               # zero: 48 bytes is a key size rte_hash compares with SIMD
 
 cdef inline uint16_t be16(uint16_t host) noexcept nogil:
     return <uint16_t>((host >> 8) | (host << 8))
@@ -215,7 +216,7 @@ cdef inline uint16_t be16(uint16_t host) noexcept nogil:
 cdef inline void build_key(const pkt_t *p, uint16_t vrf, flow_key_t *k) noexcept nogil:
     cdef const uint8_t *ip = p.data + p.l2_len
     cdef uint64_t *w = <uint64_t *>k
-    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0
+    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0
     if p.family == 4:
         memcpy(k.src, ip + 12, 4)
         memcpy(k.dst, ip + 16, 4)

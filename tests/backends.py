@@ -3,7 +3,9 @@ tests run against uvloop and asyncio): the Cython core and the pure-Python refer
 
 Interface (that of ReferenceForwarder): process(in_port, frames) -> [(out_port, bytes)],
 counters() -> {port name: {"rx", "tx", <drop reason>...}}, group_counters(i) -> packets per
-member slot, frag_counters() -> {"frag_followed", "frag_fallback"}, close().
+member slot, frag_counters() -> {"frag_followed", "frag_fallback"}, the flow table's
+set_clock(seconds), age_all(), flows(), flow_flush(), flow_counters(), live
+update_group(i, [(nexthop index, weight, present)]), close().
 """
 from __future__ import annotations
 
@@ -46,6 +48,25 @@ class CythonBackend:
 
     def frag_counters(self) -> dict[str, int]:
         return self.core.frag_counters()
+
+    # the flow table and live group changes (docs/flow-table.md): straight through
+    def set_clock(self, seconds) -> None:
+        self.core.set_clock(seconds)
+
+    def age_all(self) -> None:
+        self.core.age_all()
+
+    def flows(self) -> list[dict]:
+        return self.core.flows()
+
+    def flow_flush(self) -> None:
+        self.core.flow_flush()
+
+    def flow_counters(self) -> dict[str, int]:
+        return self.core.flow_counters()
+
+    def update_group(self, index: int, members) -> None:
+        self.core.update_group(index, members)
 
     def close(self) -> None:
         self.core.close()                       # frees the LPM tables (64 MiB per VRF)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import ipaddress
 
 from dataplane.crc32c import crc32c
-from dataplane.config.model import (Config, Group, HashSpec, Member, NextHop, Node, Port, Route,
-                                    Vrf)
+from dataplane.config.model import (FAT_FLOW_PROTOS, Config, FatFlowRule, FlowTable, Group,
+                                    HashSpec, Member, NextHop, Node, Port, Route, Vrf)
 
 
 def mac(text: str) -> bytes:
@@ -30,12 +30,26 @@ DEFAULT_VRFS = {
 }
 
 
+def fat_rule(rule) -> FatFlowRule:
+    """A FatFlowRule from a FatFlowRule or a YAML-style dict ({"proto": "tcp", ...})."""
+    if isinstance(rule, FatFlowRule):
+        return rule
+    rule = dict(rule)
+    return FatFlowRule(proto=FAT_FLOW_PROTOS[rule.pop("proto")], **rule)
+
+
 def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_GROUPS,
                 vrfs=DEFAULT_VRFS, node: str = "leaf1", seed: int | None = None,
-                hashes: dict[str, HashSpec] | None = None) -> Config:
+                hashes: dict[str, HashSpec] | None = None,
+                flow_table: FlowTable | None = None, modes: dict[str, str] | None = None,
+                fat_flows: dict[str, list] | None = None,
+                fat_flow_exclude: dict[str, list[str]] | None = None) -> Config:
     """ports: (name, vrf or None); nexthops: {name: (port, mac)};
     groups: {name: [(nexthop, weight)]}; vrfs: {name: [(prefix, nexthop or group)]};
-    hashes: {group name: HashSpec} for groups that do not use the default hash."""
+    hashes: {group name: HashSpec} for groups that do not use the default hash;
+    flow_table: the flow_table section (default: FlowTable()); modes: {port: "flow" or
+    "packet"} (default flow); fat_flows: {port: [FatFlowRule or YAML-style dict]};
+    fat_flow_exclude: {port: [prefix]}."""
     vrf_index = {name: i for i, name in enumerate(vrfs)}
     port_index = {name: i for i, (name, _) in enumerate(ports)}
     nh_index = {name: i for i, name in enumerate(nexthops)}
@@ -44,7 +58,11 @@ def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_G
         path="<test>",
         node=Node(name=node, seed=crc32c(node.encode()) if seed is None else seed),
         ports=[Port(name=n, index=i, devargs=f"net_null{i}", mac=mac(port_mac(i)), vrf=v,
-                    vrf_index=vrf_index.get(v, 0), xconnect=None if v else "pw1")
+                    vrf_index=vrf_index.get(v, 0), xconnect=None if v else "pw1",
+                    mode=(modes or {}).get(n, "flow"),
+                    fat_flows=[fat_rule(r) for r in (fat_flows or {}).get(n, [])],
+                    fat_flow_exclude=[ipaddress.ip_network(x)
+                                      for x in (fat_flow_exclude or {}).get(n, [])])
                for i, (n, v) in enumerate(ports)],
         vrfs=[Vrf(name=n, index=i, routes=[
                   Route(prefix=ipaddress.ip_network(pfx), via=via, via_group=via in groups,
@@ -56,4 +74,5 @@ def make_config(ports=DEFAULT_PORTS, nexthops=DEFAULT_NEXTHOPS, groups=DEFAULT_G
         groups=[Group(name=n, index=i, members=[Member(nh, nh_index[nh], w) for nh, w in ms],
                       hash=(hashes or {}).get(n, HashSpec()))
                 for i, (n, ms) in enumerate(groups.items())],
+        flow_table=flow_table or FlowTable(),
     )

@@ -31,6 +31,7 @@ class Eal:
     memory_mb: int = 512
     no_huge: bool = True
     mbufs: int = 8192                           # mbuf pool size
+    mbuf_size: int = 2176                       # data room incl. 128 B headroom
     extra: list[str] = field(default_factory=list)
 
 

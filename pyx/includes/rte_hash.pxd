@@ -24,7 +24,12 @@ cdef extern from "rte_hash.h" nogil:
     int32_t rte_hash_add_key(const rte_hash *h, const void *key)
     int32_t rte_hash_del_key(const rte_hash *h, const void *key)
     int32_t rte_hash_lookup(const rte_hash *h, const void *key)
+    ctypedef uint32_t hash_sig_t
     int rte_hash_lookup_bulk(const rte_hash *h, const void **keys, uint32_t num_keys,
                              int32_t *positions)
+    int rte_hash_lookup_with_hash_bulk(const rte_hash *h, const void **keys,
+                                       hash_sig_t *sig, uint32_t num_keys,
+                                       int32_t *positions)
+    int32_t rte_hash_add_key_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
     int rte_hash_get_key_with_position(const rte_hash *h, const int32_t position,
                                        void **key)
