@@ -93,7 +93,7 @@ def scenario_config(name: str, pcap: str) -> str:
 node: {{name: bench}}
 eal: {{lcores: "0-1", memory_mb: 512, mbufs: 8192}}
 ports:
-  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01"}}
+  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: packet}}
 vrfs:
   default:
     routes:
@@ -135,7 +135,7 @@ groups:
 node: {{name: bench}}
 eal: {{lcores: "0-1", memory_mb: {1536 if n > 10000 else 512}, mbufs: {mbufs_for(n)},
       mbuf_size: {256 if n > 10000 else 2176}}}
-flow_table: {{entries: {1 << 20}, idle_timeout: {idle}}}
+flow_table: {{entries: {1 << 20}, idle_timeout: {idle:.6f}}}
 ports:
   - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: flow}}
 vrfs:
