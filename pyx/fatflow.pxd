@@ -52,7 +52,8 @@ cdef inline void mask_addr(uint8_t *a, uint32_t plen, uint32_t bits) noexcept no
     if plen % 8:
         a[plen // 8] &= <uint8_t>(0xff << (8 - plen % 8))
 
-cdef inline void fat_mask(const fat_rules_t *fr, flow_key_t *k) noexcept nogil:
+cdef inline bint fat_mask(const fat_rules_t *fr, flow_key_t *k) noexcept nogil:
+    """Mask k by the first applicable rule; 1 when one applied (the key is an aggregate)."""
     cdef uint32_t i, bits
     cdef const fat_rule_t *r
     cdef const fat_rule_t *best = NULL
@@ -61,13 +62,14 @@ cdef inline void fat_mask(const fat_rules_t *fr, flow_key_t *k) noexcept nogil:
     cdef uint8_t proto
     cdef bint icmp
     if fr.n_rules == 0:
-        return
+        return 0
     for i in range(fr.n_exclude):
         if prefix_has(&fr.exclude[i], k.family, k.src) or \
            prefix_has(&fr.exclude[i], k.family, k.dst):
-            return
+            return 0
     icmp = (k.proto == 1 and k.family == 4) or (k.proto == 58 and k.family == 6)
-    proto = 1 if icmp else k.proto
+    # rules say 1 for ICMP of either family; protocol 1 inside IPv6 is not ICMP
+    proto = 1 if icmp else (0 if k.proto == 1 else k.proto)
     sp = be16(k.sport)
     dp = be16(k.dport)
     for i in range(fr.n_rules):
@@ -90,7 +92,7 @@ cdef inline void fat_mask(const fat_rules_t *fr, flow_key_t *k) noexcept nogil:
         k.sport = 0
         k.dport = 0
     else:
-        return
+        return 0
     bits = 32 if k.family == 4 else 128
     if best.ignore == IGNORE_SRC:
         memset(k.src, 0, 16)
@@ -100,3 +102,4 @@ cdef inline void fat_mask(const fat_rules_t *fr, flow_key_t *k) noexcept nogil:
         mask_addr(k.src, best.src_plen, bits)
     if best.dst_plen != NO_PREFIX:
         mask_addr(k.dst, best.dst_plen, bits)
+    return 1

@@ -24,6 +24,7 @@ ctypedef struct flow_entry_t:
     uint16_t member            # pinned group member slot, or NO_MEMBER
     uint16_t in_port
     uint8_t valid
+    uint8_t aggregate          # a fat-flow aggregate: keeps no TCP state
     uint8_t fin                # a FIN was sent in this direction
     uint8_t rst
 
@@ -80,7 +81,7 @@ cdef inline void flow_tcp(flow_table_t *ft, flow_entry_t *e, const flow_key_t *k
         e.rst = 1
     reverse_key(k, &rk)
     rpos = rte_hash_lookup(ft.h, &rk)
-    if rpos >= 0 and ft.entries[rpos].valid:
+    if rpos >= 0 and ft.entries[rpos].valid and not ft.entries[rpos].aggregate:
         r = &ft.entries[rpos]
     if e.rst or (r != NULL and (r.rst or (e.fin and r.fin))):
         if not e.closing_since:

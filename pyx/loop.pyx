@@ -8,7 +8,7 @@ touches no Python object. `Core.process()` pushes frames through the very same
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memset, memcmp
 
 from includes.rte_eal cimport rte_eal_init
 from includes.rte_launch cimport rte_eal_remote_launch, rte_eal_wait_lcore
@@ -92,6 +92,11 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     cdef const void *kp[BURST]
     cdef uint32_t sig[BURST]
     cdef int32_t pos[BURST]
+    cdef uint8_t agg[BURST]        # 1: a fat-flow rule masked the key
+    cdef uint32_t csig[BURST]      # entries created in this burst: sig, packet, position
+    cdef uint16_t cidx[BURST]
+    cdef int32_t cpos[BURST]
+    cdef uint16_t nc = 0
     cdef uint16_t idx[BURST]
     cdef pkt_t *p
     cdef flow_key_t *key
@@ -119,7 +124,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         res[i] = parse(p) if pt.l3 else D_UNSUPPORTED
         if res[i] == 0:
             build_key(p, pt.vrf, &K[i])
-            fat_mask(&pt.fat, &K[i])
+            agg[i] = fat_mask(&pt.fat, &K[i])
             if pt.flow_mode and p.l4:          # non-first fragments never use the table
                 kp[nk] = &K[i]
                 sig[nk] = flow_sig(&K[i])
@@ -147,6 +152,13 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         lookup = pt.flow_mode and p.l4
         if at[i] >= 0:
             e = &ft.entries[at[i]]
+        elif lookup:
+            # a packet of a flow created earlier in this burst is a hit (no route lookup)
+            for j in range(nc):
+                if csig[j] == sig[-1 - r] and memcmp(&K[cidx[j]], key,
+                                                     sizeof(flow_key_t)) == 0:
+                    e = &ft.entries[cpos[j]]
+                    break
         if e != NULL:
             nh_id = e.nh_id
             if nh_id & NH_GROUP:
@@ -154,10 +166,12 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                 g = &c.groups[gid]
                 mem = e.member
                 if g.member_state[mem] == MEMBER_REMOVED:
-                    mem = g.buckets[bucket_of(e.hash, g.n_buckets)] if g.n_buckets \
-                        else NO_MEMBER
-                    e.member = mem
-                    ft.rehashed += 1
+                    if g.n_buckets:            # else: no_route, entry kept as it is
+                        mem = g.buckets[bucket_of(e.hash, g.n_buckets)]
+                        e.member = mem
+                        ft.rehashed += 1
+                    else:
+                        mem = NO_MEMBER
                 if p.frag and g.frag_follow and mem != NO_MEMBER:
                     follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now, mem)
         else:
@@ -170,6 +184,10 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                 gid = nh_id & ~(<uint32_t>NH_GROUP)
                 g = &c.groups[gid]
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now)
+                if mem == NO_MEMBER:           # every member drained: no entry
+                    pt.cnt[D_NO_ROUTE] += 1
+                    rte_pktmbuf_free(m)
+                    continue
             if lookup:
                 a = rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
                 if a < 0:
@@ -180,28 +198,27 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                         continue
                 else:
                     e = &ft.entries[a]
-                    if e.valid:                # created by an earlier packet of the burst
-                        mem = e.member
-                        if g != NULL and p.frag and g.frag_follow and mem != NO_MEMBER:
-                            follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now,
-                                            mem)
-                    else:
-                        memset(e, 0, sizeof(flow_entry_t))
-                        e.valid = 1
-                        e.nh_id = nh_id
-                        e.member = mem
-                        e.in_port = in_port
-                        e.first_seen = now
-                        e.hash = group_hash(g, key, in_port, p.flow_label, c.seed, 0) \
-                            if g != NULL else \
-                            key_hash(key, in_port, p.flow_label, c.entropy_fields,
-                                     c.entropy_mask4, c.seed)
-                        ft.created += 1
+                    memset(e, 0, sizeof(flow_entry_t))
+                    e.valid = 1
+                    e.aggregate = agg[i]
+                    e.nh_id = nh_id
+                    e.member = mem
+                    e.in_port = in_port
+                    e.first_seen = now
+                    e.hash = group_hash(g, key, in_port, p.flow_label, c.seed,
+                                        not g.frag_follow) if g != NULL else \
+                        key_hash(key, in_port, p.flow_label, c.entropy_fields,
+                                 c.entropy_mask4, c.seed)
+                    ft.created += 1
+                    csig[nc] = sig[-1 - res[i]]
+                    cidx[nc] = i
+                    cpos[nc] = a
+                    nc += 1
         if e != NULL:
             e.packets += 1
             e.bytes += m.pkt_len
             e.last_seen = now
-            if p.proto == 6 and p.tcp_flags & 0x05:
+            if p.proto == 6 and p.tcp_flags & 0x05 and not e.aggregate:
                 flow_tcp(ft, e, key, p.tcp_flags, now)
         if g != NULL:
             if mem == NO_MEMBER:
@@ -449,6 +466,9 @@ cdef class Core:
         The bucket table moves the fewest buckets (dataplane.ecmp.rebalance). Worker
         stopped (live updates come with the control plane)."""
         grp = self.cfg.groups[index]
+        if len(members) < self.c.groups[index].n_members:
+            raise ValueError("update_group: member slots cannot be taken away; "
+                             "mark a removed member present=False")
         weights = [w if present else 0 for _, w, present in members]
         old = self._groups.get(index)
         if old is not None and old is not NO_TABLE and sum(weights) > 0:
@@ -721,12 +741,16 @@ cdef class Core:
             k = <flow_key_t *>kv
             alen = 4 if k.family == 4 else 16
             grp = (e.nh_id & ~(<uint32_t>NH_GROUP)) if e.nh_id & NH_GROUP else None
+            nh_used = e.nh_id
+            if grp is not None:
+                nh_used = (self.c.groups[grp].member_nh[e.member] if e.member != NO_MEMBER
+                           else None)
             out.append({
                 "vrf": be16(k.vrf), "family": k.family,
                 "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
                 "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
                 "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
-                "in_port": e.in_port, "nh_id": e.nh_id, "group": grp,
+                "in_port": e.in_port, "nh_id": nh_used, "group": grp,
                 "member": None if grp is None or e.member == NO_MEMBER else e.member,
                 "hash": e.hash, "packets": e.packets, "bytes": e.bytes,
                 "first_seen": e.first_seen / hz, "last_seen": e.last_seen / hz,

@@ -40,10 +40,10 @@ class FlowKey:
         return replace(self, src=self.dst, dst=self.src, sport=self.dport, dport=self.sport)
 
     def packed(self) -> bytes:
-        """The 40 bytes the core's rte_hash stores."""
+        """The 48 bytes the core's rte_hash stores (docs/flow-table.md §1)."""
         return (self.src.ljust(16, b"\0") + self.dst.ljust(16, b"\0")
                 + self.sport.to_bytes(2, "big") + self.dport.to_bytes(2, "big")
-                + self.vrf.to_bytes(2, "big") + bytes([self.proto, self.family]))
+                + self.vrf.to_bytes(2, "big") + bytes([self.proto, self.family]) + bytes(8))
 
 
 def flow_key(p: Parsed, vrf: int) -> FlowKey:
