@@ -220,6 +220,49 @@ def cmd_nh(a) -> int:
     return 0
 
 
+def cmd_flow(a) -> int:
+    from . import flows as fl
+    from .explain import PROTOS
+    try:
+        all_flows = fl.ordered(fl.load(a.source))
+    except (OSError, ValueError) as e:
+        err.print(f"error: {a.source}: cannot read flows ({e})", highlight=False)
+        return 2
+    proto = None
+    if a.proto:
+        proto = int(a.proto) if a.proto.isdigit() else PROTOS.get(a.proto.lower())
+    try:
+        sel = fl.match(all_flows, a.match, a.port, proto, a.vrf)
+    except ValueError as e:
+        err.print(f"error: --match: {e}", highlight=False)
+        return 2
+    if a.get is not None:
+        if not 0 <= a.get < len(all_flows):
+            err.print(f"error: no flow {a.get} (there are {len(all_flows)})")
+            return 2
+        out.print_json(data=all_flows[a.get])
+        return 0
+    if a.json:
+        out.print_json(data=sel)
+        return 0
+    index = {id(f): i for i, f in enumerate(all_flows)}
+    t = Table(title=f"{len(sel):,} of {len(all_flows):,} flows", title_justify="left")
+    for col in ("index", "vrf", "source", "destination", "proto", "in", "nh", "group/member",
+                "packets", "bytes", "tcp"):
+        t.add_column(col, justify="right" if col in ("index", "packets", "bytes") else "left")
+    for f in sel[:a.limit]:
+        tcp = "closing" if f["closing"] else ",".join(x for x in ("fin", "rst") if f[x])
+        t.add_row(str(index[id(f)]), str(f["vrf"]), fl.endpoint(f["src"], f["sport"], f["proto"]),
+                  fl.endpoint(f["dst"], f["dport"], f["proto"]),
+                  fl.PROTO_NAMES.get(f["proto"], str(f["proto"])), str(f["in_port"]),
+                  str(f["nh_id"]), "-" if f["group"] is None else f"{f['group']}/{f['member']}",
+                  f"{f['packets']:,}", f"{f['bytes']:,}", tcp)
+    out.print(t)
+    if len(sel) > a.limit:
+        out.print(f"({len(sel) - a.limit:,} more: --limit N or --json)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
@@ -257,7 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("nh", help="next hops and groups with realised shares")
     n.add_argument("config")
     n.add_argument("--json", help="write the group shares here")
+    f = sub.add_parser("flow", help="list / match / get the flows a replay left")
+    f.add_argument("source", help="a replay's --out-dir (or its flows.json)")
+    f.add_argument("--match", help="address or prefix on either side")
+    f.add_argument("--port", type=int, help="either L4 port")
+    f.add_argument("--proto", help="protocol name or number")
+    f.add_argument("--vrf", type=int, help="VRF index")
+    f.add_argument("--get", type=int, metavar="INDEX", help="one flow in full (JSON)")
+    f.add_argument("--limit", type=int, default=50)
+    f.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    if a.cmd == "flow":
+        return cmd_flow(a)
     if a.cmd == "nh":
         return cmd_nh(a)
     if a.cmd == "check":

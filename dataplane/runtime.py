@@ -229,8 +229,10 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
     finally:
         fw.stop()
         summary = fw.stats()
+        flows = fw.core.flows()
         fw.close()
         summary["mbufs_in_use_after"] = fw.mbufs_in_use()
+    (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
     spread.add_flow_counts(cfg, summary["groups"], out_dir)
     summary["input_packets"] = total
     summary["not_received"] = total - summary["rx"]
