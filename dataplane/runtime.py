@@ -253,7 +253,7 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
     old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
     fw = Forwarder(cfg, extra_eal)
     fw.start()
-    samples = []                   # (seconds since start, packets received): rates
+    samples = []                   # (seconds since start, packets received, flows created)
     try:
         next_report = time.monotonic() + interval
         while not stop["now"]:
@@ -261,7 +261,8 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
             if duration is not None and now - fw.started >= duration:
                 break
             if now >= next_report:
-                samples.append((now - fw.started, fw.core.rx_total()))
+                samples.append((now - fw.started, fw.core.rx_total(),
+                                fw.core.flow_counters()["flow_created"]))
                 if on_stats:
                     on_stats(fw.stats())
                 next_report = now + interval

@@ -59,10 +59,10 @@ cdef inline uint32_t group_hash(const group_t *g, const flow_key_t *k, uint16_t 
 
 cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p,
                                      const flow_key_t *k, uint16_t ingress, uint32_t seed,
-                                     frag_table_t *ft, uint64_t now,
-                                     uint16_t pinned) noexcept nogil:
+                                     frag_table_t *ft, uint64_t now, uint16_t pinned,
+                                     uint32_t h) noexcept nogil:
     """fragments: follow — a first fragment records its member (`pinned` when a flow
-    entry already decided it); later ones look it up."""
+    entry already decided it, else by `h`, its full hash); later ones look it up."""
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint8_t *fk = <uint8_t *>kbuf
     cdef uint32_t n = frag_key(p, fk)
@@ -72,8 +72,7 @@ cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p,
         # first fragment: decided on its full 5-tuple, like the flow's other packets
         m = pinned
         if m == NO_MEMBER:
-            m = g.buckets[bucket_of(group_hash(g, k, ingress, p.flow_label, seed, 0),
-                                    g.n_buckets)]
+            m = g.buckets[bucket_of(h, g.n_buckets)]
         e.expires = now + ft.timeout_tsc
         e.group = gid
         e.member = m
@@ -88,12 +87,12 @@ cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p,
 
 cdef inline uint16_t select_member(group_t *g, uint32_t gid, const pkt_t *p,
                                    const flow_key_t *k, uint16_t ingress, uint32_t seed,
-                                   frag_table_t *ft, uint64_t now) noexcept nogil:
-    """The member slot for a packet without a flow entry (docs/hashing.md)."""
+                                   frag_table_t *ft, uint64_t now, uint32_t h) noexcept nogil:
+    """The member slot for a packet without a flow entry (docs/hashing.md); h is its
+    group hash (group_hash(..., not g.frag_follow): with fragments: l3 every packet
+    hashes on src/dst/proto only)."""
     if g.n_buckets == 0:
         return NO_MEMBER
     if p.frag and g.frag_follow:
-        return follow_fragment(g, gid, p, k, ingress, seed, ft, now, NO_MEMBER)
-    # fragments: l3 — every packet, fragmented or not, on src/dst/proto only
-    return g.buckets[bucket_of(group_hash(g, k, ingress, p.flow_label, seed,
-                                          not g.frag_follow), g.n_buckets)]
+        return follow_fragment(g, gid, p, k, ingress, seed, ft, now, NO_MEMBER, h)
+    return g.buckets[bucket_of(h, g.n_buckets)]

@@ -97,6 +97,8 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     cdef uint16_t cidx[BURST]
     cdef int32_t cpos[BURST]
     cdef uint16_t nc = 0
+    cdef uint8_t cslot[64]         # signature & 63 → index into the created arrays
+    cdef bint ccollide = 0
     cdef uint16_t idx[BURST]
     cdef pkt_t *p
     cdef flow_key_t *key
@@ -137,6 +139,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             at[idx[j]] = pos[j]
             res[idx[j]] = -1 - <int>j if pos[j] < 0 else 0    # a miss remembers its sig
     # 3. decide, rewrite, stage
+    memset(cslot, 0xff, sizeof(cslot))
     for i in range(n):
         m = pkts[i]
         r = res[i]
@@ -152,13 +155,19 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         lookup = pt.flow_mode and p.l4
         if at[i] >= 0:
             e = &ft.entries[at[i]]
-        elif lookup:
-            # a packet of a flow created earlier in this burst is a hit (no route lookup)
-            for j in range(nc):
-                if csig[j] == sig[-1 - r] and memcmp(&K[cidx[j]], key,
-                                                     sizeof(flow_key_t)) == 0:
-                    e = &ft.entries[cpos[j]]
-                    break
+        elif lookup and nc:
+            # a packet of a flow created earlier in this burst is a hit (no route lookup):
+            # created entries are indexed by their signature's low bits
+            j = cslot[sig[-1 - r] & 63]
+            if j != 0xff and csig[j] == sig[-1 - r] and \
+                    memcmp(&K[cidx[j]], key, sizeof(flow_key_t)) == 0:
+                e = &ft.entries[cpos[j]]
+            elif ccollide:
+                for j in range(nc):
+                    if csig[j] == sig[-1 - r] and memcmp(&K[cidx[j]], key,
+                                                         sizeof(flow_key_t)) == 0:
+                        e = &ft.entries[cpos[j]]
+                        break
         if e != NULL:
             nh_id = e.nh_id
             if nh_id & NH_GROUP:
@@ -173,7 +182,7 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                     else:
                         mem = NO_MEMBER
                 if p.frag and g.frag_follow and mem != NO_MEMBER:
-                    follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now, mem)
+                    follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now, mem, 0)
         else:
             r = route(vrf, p, &nh_id)
             if r:
@@ -183,7 +192,8 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             if nh_id & NH_GROUP:
                 gid = nh_id & ~(<uint32_t>NH_GROUP)
                 g = &c.groups[gid]
-                mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now)
+                h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
+                mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now, h)
                 if mem == NO_MEMBER:           # every member drained: no entry
                     pt.cnt[D_NO_ROUTE] += 1
                     rte_pktmbuf_free(m)
@@ -205,14 +215,17 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
                     e.member = mem
                     e.in_port = in_port
                     e.first_seen = now
-                    e.hash = group_hash(g, key, in_port, p.flow_label, c.seed,
-                                        not g.frag_follow) if g != NULL else \
+                    e.hash = h if g != NULL else \
                         key_hash(key, in_port, p.flow_label, c.entropy_fields,
                                  c.entropy_mask4, c.seed)
                     ft.created += 1
                     csig[nc] = sig[-1 - res[i]]
                     cidx[nc] = i
                     cpos[nc] = a
+                    if cslot[csig[nc] & 63] == 0xff:
+                        cslot[csig[nc] & 63] = <uint8_t>nc
+                    else:
+                        ccollide = 1
                     nc += 1
         if e != NULL:
             e.packets += 1
