@@ -19,7 +19,7 @@ def pkg_config(*args):
 cflags = pkg_config("--cflags")
 libs = pkg_config("--libs")
 debug = os.environ.get("DP_DEBUG") == "1"
-extra = ["-O3", "--param", "max-inline-insns-single=600", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
+extra = ["-O3", "--param", "max-inline-insns-single=2000", "--param", "max-inline-insns-auto=400", "--param", "early-inlining-insns=200", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
          "-Wno-unreachable-code", "-DDP_DEBUG=%d" % debug]
 
 

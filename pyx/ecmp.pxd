@@ -3,7 +3,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from parse cimport pkt_t, flow_key_t
-from hashing cimport (key_hash, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
+from hashing cimport (key_hash, pkt_hash4, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 
 cdef enum:
     MAX_MEMBERS = 256
@@ -56,6 +56,13 @@ cdef inline uint32_t group_hash(const group_t *g, const flow_key_t *k, uint16_t 
         return key_hash(k, ingress, flow_label, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3,
                         seed)
     return key_hash(k, ingress, flow_label, g.fields, g.mask4, seed)
+
+cdef inline uint32_t group_pkt_hash4(const group_t *g, const pkt_t *p, uint16_t ingress,
+                                     uint32_t seed, bint l3_only) noexcept nogil:
+    """group_hash() of an IPv4 packet with no fat-flow masking, from the packet."""
+    if l3_only:
+        return pkt_hash4(p, ingress, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3, seed)
+    return pkt_hash4(p, ingress, g.fields, g.mask4, seed)
 
 cdef inline uint16_t follow_fragment(group_t *g, uint32_t gid, const pkt_t *p,
                                      const flow_key_t *k, uint16_t ingress, uint32_t seed,

@@ -139,6 +139,31 @@ cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t fl
           | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
     return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
 
+cdef inline uint32_t pkt_hash4(const pkt_t *p, uint16_t ingress, uint32_t fields,
+                               const uint64_t *mask4, uint32_t seed) noexcept nogil:
+    """key_hash() of an IPv4 packet's unmasked key, read straight from the packet: the
+    packet-mode fast path (no fat-flow rules, not a fragment). Same bytes, same hash."""
+    cdef const uint8_t *ip = p.data + p.l2_len
+    cdef uint32_t src, dst, t
+    cdef uint16_t sport, dport
+    cdef uint64_t w0, w1
+    if p.proto == 1:                   # ICMP: the echo id (or 0) as both ports
+        sport = dport = dp_bswap16(p.icmp_id)
+    else:
+        sport = dp_bswap16(p.sport)
+        dport = dp_bswap16(p.dport)
+    memcpy(&src, ip + 12, 4)
+    memcpy(&dst, ip + 16, 4)
+    if fields & F_SYMMETRIC:
+        if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and
+                                                 dp_bswap16(sport) > dp_bswap16(dport)):
+            t = src; src = dst; dst = t
+            t = sport; sport = dport; dport = <uint16_t>t
+    w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
+    w1 = (p.proto | (<uint64_t>sport << 16) | (<uint64_t>dport << 32)
+          | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
+    return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
+
 cdef inline uint32_t bucket_of(uint32_t h, uint32_t n) noexcept nogil:
     """Multiply-shift: the top bits of h pick the bucket (never h % 2^k)."""
     return <uint32_t>((<uint64_t>h * n) >> 32)

@@ -32,6 +32,7 @@ from dataplane import ecmp, hashing
 from parse cimport *
 from route cimport vrf_t, route, NH_NONE, NH_GROUP
 from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_hash,
+                  group_pkt_hash4,
                   MAX_MEMBERS, NO_MEMBER, MEMBER_REMOVED, MEMBER_ACTIVE, MEMBER_DRAIN)
 from hashing cimport key_mask4, key_hash, bucket_of, F_L3, F_SYMMETRIC
 from rewrite cimport nexthop_t, rewrite
@@ -80,8 +81,73 @@ cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
 
 cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                    rte_mbuf **out, uint16_t *out_port) noexcept nogil:
-    """Parse, classify (flow table or route + hash), rewrite a burst; stage survivors in
-    out/out_port, free and count the rest (docs/packet-path.md, docs/flow-table.md)."""
+    """A burst from port in_port: packet-mode ports take the one-pass path, flow-mode
+    ports the bulk flow-table path (chosen per burst, never per packet)."""
+    if c.ports[in_port].flow_mode:
+        return flow_burst(c, in_port, pkts, n, out, out_port)
+    return packet_burst(c, in_port, pkts, n, out, out_port)
+
+
+cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
+                                  rte_mbuf **out, uint16_t *out_port) noexcept nogil:
+    """Packet mode: parse, route, group member by the hash, rewrite; no state."""
+    cdef port_t *pt = &c.ports[in_port]
+    cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
+    cdef pkt_t p
+    cdef flow_key_t key
+    cdef rte_mbuf *m
+    cdef uint32_t nh_id, gid, h
+    cdef const nexthop_t *nh
+    cdef uint16_t i, k = 0, mem
+    cdef group_t *g
+    cdef int r
+    cdef uint64_t now = 0
+    pt.cnt[C_RX] += n
+    for i in range(n):
+        m = pkts[i]
+        if i + 2 < n:
+            rte_prefetch0(dp_mtod(pkts[i + 2]))
+        memset(&p, 0, sizeof(pkt_t))
+        p.data = dp_mtod(m)
+        p.len = m.data_len
+        r = parse(&p) if pt.l3 else D_UNSUPPORTED
+        if r == 0:
+            r = route(vrf, &p, &nh_id)
+        if r:
+            pt.cnt[r] += 1
+            rte_pktmbuf_free(m)
+            continue
+        if nh_id & NH_GROUP:
+            gid = nh_id & ~(<uint32_t>NH_GROUP)
+            g = &c.groups[gid]
+            if p.family == 4 and not p.frag and pt.fat.n_rules == 0:
+                h = group_pkt_hash4(g, &p, in_port, c.seed, not g.frag_follow)
+            else:
+                build_key(&p, pt.vrf, &key)
+                fat_mask(&pt.fat, &key)
+                h = group_hash(g, &key, in_port, p.flow_label, c.seed, not g.frag_follow)
+            if p.frag and now == 0:
+                now = clock_now(c)
+            mem = select_member(g, gid, &p, &key, in_port, c.seed, c.frag, now, h)
+            if mem == NO_MEMBER:
+                pt.cnt[D_NO_ROUTE] += 1
+                rte_pktmbuf_free(m)
+                continue
+            g.member_pkts[mem] += 1
+            nh_id = g.member_nh[mem]
+        nh = &c.nhs[nh_id]
+        rewrite(m, &p, nh)
+        out[k] = m
+        out_port[k] = nh.port
+        c.ports[nh.port].cnt[C_TX] += 1
+        k += 1
+    return k
+
+
+cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
+                                rte_mbuf **out, uint16_t *out_port) noexcept nogil:
+    """Flow mode: parse, one bulk flow-table lookup, then per packet the entry's
+    decision or route + hash + insert; rewrite (docs/flow-table.md)."""
     cdef port_t *pt = &c.ports[in_port]
     cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
     cdef flow_table_t *ft = &c.flows
@@ -124,14 +190,13 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
         p.len = m.data_len
         at[i] = -1
         res[i] = parse(p) if pt.l3 else D_UNSUPPORTED
-        if res[i] == 0:
+        if res[i] == 0 and pt.flow_mode and p.l4:   # non-first fragments: no table
             build_key(p, pt.vrf, &K[i])
             agg[i] = fat_mask(&pt.fat, &K[i])
-            if pt.flow_mode and p.l4:          # non-first fragments never use the table
-                kp[nk] = &K[i]
-                sig[nk] = flow_sig(&K[i])
-                idx[nk] = i
-                nk += 1
+            kp[nk] = &K[i]
+            sig[nk] = flow_sig(&K[i])
+            idx[nk] = i
+            nk += 1
     # 2. one bulk lookup for the burst
     if nk:
         rte_hash_lookup_with_hash_bulk(ft.h, kp, sig, nk, pos)
@@ -192,7 +257,17 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
             if nh_id & NH_GROUP:
                 gid = nh_id & ~(<uint32_t>NH_GROUP)
                 g = &c.groups[gid]
-                h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
+                if lookup:
+                    h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
+                elif p.family == 4 and not p.frag and pt.fat.n_rules == 0:
+                    # packet mode, plain IPv4: hash straight from the packet
+                    h = group_pkt_hash4(g, p, in_port, c.seed, not g.frag_follow)
+                else:
+                    # packet mode / non-first fragment: the key is built only when a
+                    # group needs its hash
+                    build_key(p, pt.vrf, key)
+                    fat_mask(&pt.fat, key)
+                    h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now, h)
                 if mem == NO_MEMBER:           # every member drained: no entry
                     pt.cnt[D_NO_ROUTE] += 1

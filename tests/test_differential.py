@@ -68,9 +68,14 @@ VRFS = {
     "blue": [("2001:db8:9::/48", "nh4")],                # no IPv4 route at all
     "green": [("0.0.0.0/0", "nh1"), ("::/0", "nh3")],    # default routes only
 }
-CFG = make_config(ports=PORTS, nexthops=NEXTHOPS, groups=GROUPS, vrfs=VRFS, hashes=HASHES)
+# up1: packet mode (the core hashes plain IPv4 straight from the packet); r1: packet mode
+# with fat-flow rules (the key is built and masked for the hash)
+CFG = make_config(ports=PORTS, nexthops=NEXTHOPS, groups=GROUPS, vrfs=VRFS, hashes=HASHES,
+                  modes={"up1": "packet", "r1": "packet"},
+                  fat_flows={"r1": [{"proto": "udp", "port": 0, "src_prefix_len": 24},
+                                    {"proto": "tcp", "port": 80, "ignore": "src"}]})
 P0, UP1, UP2, R0, CE1, R1, B0, G0 = range(len(PORTS))
-INGRESS = [P0] * 6 + [UP1, R0, R1, B0, G0, CE1]      # mostly p0, every role sometimes
+INGRESS = [P0] * 5 + [UP1] * 2 + [R0, R1, R1, B0, G0, CE1]   # mostly p0, every role sometimes
 
 V4_DSTS = ["10.1.9.9", "10.1.2.3", "10.1.2.200", "10.2.0.1", "10.2.200.1", "10.3.1.1",
            "10.4.1.1", "10.5.1.1", "10.6.1.1", "10.7.1.1", "10.7.7.7", "10.8.1.1", "10.9.1.1",
