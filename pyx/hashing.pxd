@@ -113,56 +113,50 @@ cdef inline uint32_t key_hash6(const flow_key_t *k, uint16_t ingress, uint32_t f
                                ingress, flow_label, fields)
     return finalize(crc_key(<uint8_t *>kbuf, n), seed)
 
-cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
-                              uint32_t fields, const uint64_t *mask4,
-                              uint32_t seed) noexcept nogil:
-    """The flow hash of a (fat-flow masked) key: the same bytes as hash_key(). ICMP: the
-    key's source port (echo id, or 0) stands in for both ports, so a reply hashes like
-    its request. IPv4 takes a fast path: the 16-byte hash key is two words ANDed with the
-    group's mask."""
-    cdef uint32_t src, dst, t
-    cdef uint16_t sport = k.sport, dport = k.dport      # network order
+cdef inline uint32_t hash4(uint32_t src, uint32_t dst, uint8_t proto, uint16_t sport,
+                           uint16_t dport, uint16_t ingress, uint32_t fields,
+                           const uint64_t *mask4, uint32_t seed) noexcept nogil:
+    """The IPv4 flow hash from network-order fields: the 16-byte hash key is two words
+    ANDed with the group's mask (the same bytes as hash_key())."""
+    cdef uint32_t t
     cdef uint64_t w0, w1
-    if k.family != 4:
-        return key_hash6(k, ingress, flow_label, fields, seed)
-    if icmp_key(k):
-        dport = sport
-    memcpy(&src, k.src, 4)
-    memcpy(&dst, k.dst, 4)
     if fields & F_SYMMETRIC:
         if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and
                                                  dp_bswap16(sport) > dp_bswap16(dport)):
             t = src; src = dst; dst = t
             t = sport; sport = dport; dport = <uint16_t>t
     w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
-    w1 = (k.proto | (<uint64_t>sport << 16) | (<uint64_t>dport << 32)
+    w1 = (proto | (<uint64_t>sport << 16) | (<uint64_t>dport << 32)
           | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
     return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
+
+cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
+                              uint32_t fields, const uint64_t *mask4,
+                              uint32_t seed) noexcept nogil:
+    """The flow hash of a (fat-flow masked) key: the same bytes as hash_key(). ICMP: the
+    key's source port (echo id, or 0) stands in for both ports, so a reply hashes like
+    its request."""
+    cdef uint32_t src, dst
+    if k.family != 4:
+        return key_hash6(k, ingress, flow_label, fields, seed)
+    memcpy(&src, k.src, 4)
+    memcpy(&dst, k.dst, 4)
+    return hash4(src, dst, k.proto, k.sport, k.sport if icmp_key(k) else k.dport, ingress,
+                 fields, mask4, seed)
 
 cdef inline uint32_t pkt_hash4(const pkt_t *p, uint16_t ingress, uint32_t fields,
                                const uint64_t *mask4, uint32_t seed) noexcept nogil:
     """key_hash() of an IPv4 packet's unmasked key, read straight from the packet: the
     packet-mode fast path (no fat-flow rules, not a fragment). Same bytes, same hash."""
     cdef const uint8_t *ip = p.data + p.l2_len
-    cdef uint32_t src, dst, t
-    cdef uint16_t sport, dport
-    cdef uint64_t w0, w1
-    if p.proto == 1:                   # ICMP: the echo id (or 0) as both ports
-        sport = dport = dp_bswap16(p.icmp_id)
-    else:
-        sport = dp_bswap16(p.sport)
-        dport = dp_bswap16(p.dport)
+    cdef uint32_t src, dst
     memcpy(&src, ip + 12, 4)
     memcpy(&dst, ip + 16, 4)
-    if fields & F_SYMMETRIC:
-        if dp_bswap32(src) > dp_bswap32(dst) or (src == dst and
-                                                 dp_bswap16(sport) > dp_bswap16(dport)):
-            t = src; src = dst; dst = t
-            t = sport; sport = dport; dport = <uint16_t>t
-    w0 = (<uint64_t>src | (<uint64_t>dst << 32)) & mask4[0]
-    w1 = (p.proto | (<uint64_t>sport << 16) | (<uint64_t>dport << 32)
-          | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
-    return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
+    if p.proto == 1:                   # ICMP: the echo id (or 0) as both ports
+        return hash4(src, dst, 1, dp_bswap16(p.icmp_id), dp_bswap16(p.icmp_id), ingress,
+                     fields, mask4, seed)
+    return hash4(src, dst, p.proto, dp_bswap16(p.sport), dp_bswap16(p.dport), ingress,
+                 fields, mask4, seed)
 
 cdef inline uint32_t bucket_of(uint32_t h, uint32_t n) noexcept nogil:
     """Multiply-shift: the top bits of h pick the bucket (never h % 2^k)."""

@@ -88,6 +88,27 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     return packet_burst(c, in_port, pkts, n, out, out_port)
 
 
+cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t nh_id,
+                      rte_mbuf *m, const pkt_t *p, rte_mbuf **out, uint16_t *out_port,
+                      uint16_t *k) noexcept nogil:
+    """The end of every packet's path: the group member's (or route's) next hop,
+    rewrite, stage for TX; a group with no member left drops it as no_route."""
+    cdef const nexthop_t *nh
+    if g != NULL:
+        if mem == NO_MEMBER:
+            pt.cnt[D_NO_ROUTE] += 1
+            rte_pktmbuf_free(m)
+            return
+        g.member_pkts[mem] += 1
+        nh_id = g.member_nh[mem]
+    nh = &c.nhs[nh_id]
+    rewrite(m, p, nh)
+    out[k[0]] = m
+    out_port[k[0]] = nh.port
+    c.ports[nh.port].cnt[C_TX] += 1
+    k[0] += 1
+
+
 cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                   rte_mbuf **out, uint16_t *out_port) noexcept nogil:
     """Packet mode: parse, route, group member by the hash, rewrite; no state."""
@@ -129,18 +150,9 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
             if p.frag and now == 0:
                 now = clock_now(c)
             mem = select_member(g, gid, &p, &key, in_port, c.seed, c.frag, now, h)
-            if mem == NO_MEMBER:
-                pt.cnt[D_NO_ROUTE] += 1
-                rte_pktmbuf_free(m)
-                continue
-            g.member_pkts[mem] += 1
-            nh_id = g.member_nh[mem]
-        nh = &c.nhs[nh_id]
-        rewrite(m, &p, nh)
-        out[k] = m
-        out_port[k] = nh.port
-        c.ports[nh.port].cnt[C_TX] += 1
-        k += 1
+        else:
+            g = NULL
+        emit(c, pt, g, mem, nh_id, m, &p, out, out_port, &k)
     return k
 
 
@@ -308,19 +320,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             e.last_seen = now
             if p.proto == 6 and p.tcp_flags & 0x05 and not e.aggregate:
                 flow_tcp(ft, e, key, p.tcp_flags, now)
-        if g != NULL:
-            if mem == NO_MEMBER:
-                pt.cnt[D_NO_ROUTE] += 1
-                rte_pktmbuf_free(m)
-                continue
-            g.member_pkts[mem] += 1
-            nh_id = g.member_nh[mem]
-        nh = &c.nhs[nh_id]
-        rewrite(m, p, nh)
-        out[k] = m
-        out_port[k] = nh.port
-        c.ports[nh.port].cnt[C_TX] += 1
-        k += 1
+        emit(c, pt, g, mem, nh_id, m, p, out, out_port, &k)
     return k
 
 
