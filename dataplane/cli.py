@@ -104,6 +104,8 @@ def print_summary(s: dict, title: str) -> None:
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
+    if s.get("interrupted"):
+        out.print("[yellow]interrupted: stopped before the end of the input[/yellow]")
     if s.get("not_received"):
         out.print(f"[yellow]{s['not_received']:,} input packets were not received by the "
                   "PMD[/yellow]")

@@ -5,6 +5,7 @@ tests drive them as subprocesses.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -204,6 +205,40 @@ def replay_config(cfg: Config, inputs: dict[str, str], out_dir: str) -> Config:
     return dataclasses.replace(cfg, ports=ports)
 
 
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set the yielded flag (checked by the caller's poll loop) instead of
+    raising, so the worker is stopped, TX drained and final stats written."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        yield flag
+    finally:
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(s, h)
+
+
+def replay_wait(fw, total, progress, stall_seconds, sig) -> None:
+    """Until every input packet was received, the PMD stalls, or a signal."""
+    last, last_change = -1, time.monotonic()
+    while not sig["stop"]:
+        got = fw.core.rx_total()
+        if progress:
+            progress(got, total)
+        if got >= total:
+            return
+        now = time.monotonic()
+        if got != last:
+            last, last_change = got, now
+        elif now - last_change > stall_seconds:
+            return
+        time.sleep(0.02)
+
+
 def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[str] = (),
            progress: Optional[Callable[[int, int], None]] = None,
            stall_seconds: float = 3.0) -> dict:
@@ -211,27 +246,17 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
     buffers are drained (or when the PMD delivers nothing for stall_seconds)."""
     total = sum(pcap_count(f) for f in inputs.values())
     fw = Forwarder(replay_config(cfg, inputs, out_dir), extra_eal)
-    fw.start()
-    last, last_change = -1, time.monotonic()
-    try:
-        while True:
-            got = fw.core.rx_total()
-            if progress:
-                progress(got, total)
-            if got >= total:
-                break
-            now = time.monotonic()
-            if got != last:
-                last, last_change = got, now
-            elif now - last_change > stall_seconds:
-                break
-            time.sleep(0.02)
-    finally:
-        fw.stop()
-        summary = fw.stats()
-        flows = fw.core.flows()
-        fw.close()
-        summary["mbufs_in_use_after"] = fw.mbufs_in_use()
+    with stop_on_signals() as sig:
+        fw.start()
+        try:
+            replay_wait(fw, total, progress, stall_seconds, sig)
+        finally:
+            fw.stop()
+            summary = fw.stats()
+            flows = fw.core.flows()
+            fw.close()
+            summary["mbufs_in_use_after"] = fw.mbufs_in_use()
+    summary["interrupted"] = sig["stop"]
     (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
     spread.add_flow_counts(cfg, summary["groups"], out_dir)
     summary["input_packets"] = total
@@ -245,34 +270,27 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
 def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None,
         on_stats: Optional[Callable[[dict], None]] = None, interval: float = 1.0) -> dict:
     """Forward until SIGINT/SIGTERM (or `duration` seconds); final stats."""
-    stop = {"now": False}
-
-    def handler(signum, frame):
-        stop["now"] = True
-
-    old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
-    fw = Forwarder(cfg, extra_eal)
-    fw.start()
-    samples = []                   # (seconds since start, packets received, flows created)
-    try:
-        next_report = time.monotonic() + interval
-        while not stop["now"]:
-            now = time.monotonic()
-            if duration is not None and now - fw.started >= duration:
-                break
-            if now >= next_report:
-                samples.append((now - fw.started, fw.core.rx_total(),
-                                fw.core.flow_counters()["flow_created"]))
-                if on_stats:
-                    on_stats(fw.stats())
-                next_report = now + interval
-            time.sleep(0.01)
-    finally:
-        fw.stop()
-        summary = fw.stats()
-        summary["samples"] = samples
-        fw.close()
-        summary["mbufs_in_use_after"] = fw.mbufs_in_use()
-        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
-            signal.signal(s, h)
+    with stop_on_signals() as sig:
+        fw = Forwarder(cfg, extra_eal)
+        fw.start()
+        samples = []               # (seconds since start, packets received, flows created)
+        try:
+            next_report = time.monotonic() + interval
+            while not sig["stop"]:
+                now = time.monotonic()
+                if duration is not None and now - fw.started >= duration:
+                    break
+                if now >= next_report:
+                    samples.append((now - fw.started, fw.core.rx_total(),
+                                    fw.core.flow_counters()["flow_created"]))
+                    if on_stats:
+                        on_stats(fw.stats())
+                    next_report = now + interval
+                time.sleep(0.01)
+        finally:
+            fw.stop()
+            summary = fw.stats()
+            summary["samples"] = samples
+            fw.close()
+            summary["mbufs_in_use_after"] = fw.mbufs_in_use()
     return summary
