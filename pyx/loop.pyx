@@ -118,7 +118,6 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
     cdef flow_key_t key
     cdef rte_mbuf *m
     cdef uint32_t nh_id, gid, h
-    cdef const nexthop_t *nh
     cdef uint16_t i, k = 0, mem
     cdef group_t *g
     cdef int r
@@ -183,7 +182,6 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef flow_entry_t *e
     cdef rte_mbuf *m
     cdef uint32_t nh_id, gid, h
-    cdef const nexthop_t *nh
     cdef uint16_t i, j, k = 0, nk = 0, mem
     cdef group_t *g
     cdef int r
