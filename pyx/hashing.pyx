@@ -36,17 +36,17 @@ def explain(int family, bytes src, bytes dst, int proto, int sport, int dport, i
     return key, c, finalize(c, seed)
 
 
-def hash_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] proto,
-                 cnp.uint16_t[::1] sport, cnp.uint16_t[::1] dport, uint32_t fields,
-                 uint32_t seed):
-    """Flow hashes of many IPv4 5-tuples (addresses as host-order uint32)."""
+cdef object crc_v4(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] proto,
+                   cnp.uint16_t[::1] sport, cnp.uint16_t[::1] dport, uint32_t fields,
+                   uint32_t init, bint finalized, uint32_t seed):
+    """CRC32-C registers (from `init`) of many IPv4 hash keys, optionally finalized."""
     cdef Py_ssize_t i, n = src.shape[0]
-    if not (dst.shape[0] == proto.shape[0] == sport.shape[0] == dport.shape[0] == n):
-        raise ValueError("hash_v4_many: arrays of different lengths")
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint8_t s[4]
     cdef uint8_t d[4]
-    cdef uint32_t klen
+    cdef uint32_t klen, c
+    if not (dst.shape[0] == proto.shape[0] == sport.shape[0] == dport.shape[0] == n):
+        raise ValueError("field arrays differ in length")
     out = np.empty(n, dtype=np.uint32)
     cdef cnp.uint32_t[::1] o = out
     with nogil:
@@ -55,8 +55,14 @@ def hash_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] 
             d[0] = dst[i] >> 24; d[1] = dst[i] >> 16; d[2] = dst[i] >> 8; d[3] = dst[i]
             klen = hash_key(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
                             fields)
-            o[i] = finalize(crc_key(<uint8_t *>kbuf, klen), seed)
+            c = rte_hash_crc(<uint8_t *>kbuf, klen, init)
+            o[i] = finalize(c, seed) if finalized else c
     return out
+
+
+def hash_v4_many(src, dst, proto, sport, dport, uint32_t fields, uint32_t seed):
+    """Flow hashes of many IPv4 5-tuples (addresses as host-order uint32)."""
+    return crc_v4(src, dst, proto, sport, dport, fields, 0xffffffff, True, seed)
 
 
 def buckets_many(cnp.uint32_t[::1] h, uint32_t n):
@@ -68,29 +74,12 @@ def buckets_many(cnp.uint32_t[::1] h, uint32_t n):
     return out
 
 
-def crc_v4_many(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1] proto,
-                cnp.uint16_t[::1] sport, cnp.uint16_t[::1] dport, uint32_t fields,
+def crc_v4_many(src, dst, proto, sport, dport, uint32_t fields,
                 uint32_t init=0xffffffff):
     """Raw CRC32-C registers rte_hash_crc(key, 16, init) of many IPv4 keys, no finalizer.
     With init = a node seed this is the naive "seed as CRC initial value" hash that
     bench/polarization.py shows polarizing; with the default init, the crc of the contract."""
-    cdef Py_ssize_t i, n = src.shape[0]
-    cdef uint64_t kbuf[KEY_WORDS]
-    cdef uint8_t s[4]
-    cdef uint8_t d[4]
-    cdef uint32_t klen
-    if not (dst.shape[0] == proto.shape[0] == sport.shape[0] == dport.shape[0] == n):
-        raise ValueError("field arrays differ in length")
-    out = np.empty(n, dtype=np.uint32)
-    cdef cnp.uint32_t[::1] o = out
-    with nogil:
-        for i in range(n):
-            s[0] = src[i] >> 24; s[1] = src[i] >> 16; s[2] = src[i] >> 8; s[3] = src[i]
-            d[0] = dst[i] >> 24; d[1] = dst[i] >> 16; d[2] = dst[i] >> 8; d[3] = dst[i]
-            klen = hash_key(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
-                            fields)
-            o[i] = rte_hash_crc(<uint8_t *>kbuf, klen, init)
-    return out
+    return crc_v4(src, dst, proto, sport, dport, fields, init, False, 0)
 
 
 def frame_hash(bytes frame, uint16_t ingress, uint32_t fields, uint32_t seed):
