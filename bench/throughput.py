@@ -87,79 +87,41 @@ FLOW_SCENARIOS = {"flows-64": 64, "flows-1k": 1024, "flows-100k": 100_000,
 
 
 def scenario_config(name: str, pcap: str) -> str:
-    dev = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
-    if name == "l3":
-        return f"""
-node: {{name: bench}}
-eal: {{lcores: "0-1", memory_mb: 512, mbufs: 8192}}
-ports:
-  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: packet}}
-vrfs:
-  default:
-    routes:
-      - {{prefix: 10.0.0.0/8, via: nh1}}
-      - {{prefix: 10.1.0.0/16, via: nh2}}
-      - {{prefix: 192.168.0.0/16, via: nh1}}
-nexthops:
-  nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
-  nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
-"""
-    if name == "ecmp":
-        return f"""
-node: {{name: bench}}
-eal: {{lcores: "0-1", memory_mb: 512, mbufs: 8192}}
-ports:
-  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: packet}}
-vrfs:
-  default:
-    routes:
-      - {{prefix: 10.0.0.0/8, via: spines}}
-      - {{prefix: 192.168.0.0/16, via: nh1}}
-nexthops:
-  nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
-  nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
-  nh3: {{port: p0, mac: "02:00:00:00:00:12"}}
-  nh4: {{port: p0, mac: "02:00:00:00:00:13"}}
-groups:
-  spines:
-    members:
-      - {{nexthop: nh1, weight: 1}}
-      - {{nexthop: nh2, weight: 1}}
-      - {{nexthop: nh3, weight: 2}}
-      - {{nexthop: nh4, weight: 0}}
-"""
-    if name in FLOW_SCENARIOS:
+    """The YAML config of a scenario: one port on the net_pcap source, routes to next
+    hops on that port (transmit is dropped by the PMD)."""
+    import yaml
+    nexthops = {f"nh{i}": {"port": "p0", "mac": f"02:00:00:00:00:{0x0f + i:02x}"}
+                for i in range(1, 5)}
+    port = {"name": "p0", "devargs": f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+            "mac": "02:00:00:00:00:01", "mode": "packet"}
+    doc = {"node": {"name": "bench"}, "eal": {"lcores": "0-1", "memory_mb": 512,
+                                              "mbufs": 8192},
+           "ports": [port], "nexthops": nexthops}
+    if name == "l3":                                   # plain routing, packet mode
+        doc["nexthops"] = {k: nexthops[k] for k in ("nh1", "nh2")}
+        routes = [("10.0.0.0/8", "nh1"), ("10.1.0.0/16", "nh2"), ("192.168.0.0/16", "nh1")]
+    elif name == "ecmp":                               # a weighted group with a drained member
+        weights = [1, 1, 2, 0]
+        routes = [("10.0.0.0/8", "spines"), ("192.168.0.0/16", "nh1")]
+    elif name in FLOW_SCENARIOS:                       # flow mode
         n = FLOW_SCENARIOS[name]
+        weights = [1, 1, 1, 1]
+        routes = [("10.0.0.0/8", "spines")]
+        port["mode"] = "flow"
+        doc["eal"] = {"lcores": "0-1",
+                      "memory_mb": 3072 if n > 2_000_000 else 1536 if n > 10000 else 512,
+                      "mbufs": mbufs_for(n), "mbuf_size": 256 if n > 10000 else 2176}
         # setup: 4 M new flows into an empty 4 Mi table (the first pass is all setups);
         # churn: 1 µs idle timeout, so every packet is a new flow and aging deletes
-        idle = 0.000001 if name == "churn" else 300
-        entries = 1 << 22 if name == "setup" else 1 << 20
-        memory = 3072 if n > 2_000_000 else 1536 if n > 10000 else 512
-        return f"""
-node: {{name: bench}}
-eal: {{lcores: "0-1", memory_mb: {memory}, mbufs: {mbufs_for(n)},
-      mbuf_size: {256 if n > 10000 else 2176}}}
-flow_table: {{entries: {entries}, idle_timeout: {idle:.6f}}}
-ports:
-  - {{name: p0, devargs: "{dev}", mac: "02:00:00:00:00:01", mode: flow}}
-vrfs:
-  default:
-    routes:
-      - {{prefix: 10.0.0.0/8, via: spines}}
-nexthops:
-  nh1: {{port: p0, mac: "02:00:00:00:00:10"}}
-  nh2: {{port: p0, mac: "02:00:00:00:00:11"}}
-  nh3: {{port: p0, mac: "02:00:00:00:00:12"}}
-  nh4: {{port: p0, mac: "02:00:00:00:00:13"}}
-groups:
-  spines:
-    members:
-      - {{nexthop: nh1, weight: 1}}
-      - {{nexthop: nh2, weight: 1}}
-      - {{nexthop: nh3, weight: 1}}
-      - {{nexthop: nh4, weight: 1}}
-"""
-    raise SystemExit(f"unknown scenario {name!r}")
+        doc["flow_table"] = {"entries": 1 << 22 if name == "setup" else 1 << 20,
+                             "idle_timeout": 0.000001 if name == "churn" else 300.0}
+    else:
+        raise SystemExit(f"unknown scenario {name!r}")
+    if name != "l3":
+        doc["groups"] = {"spines": {"members": [{"nexthop": f"nh{i + 1}", "weight": w}
+                                                for i, w in enumerate(weights)]}}
+    doc["vrfs"] = {"default": {"routes": [{"prefix": p, "via": v} for p, v in routes]}}
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def mbufs_for(packets: int) -> int:
