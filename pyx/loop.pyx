@@ -88,6 +88,19 @@ cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, 
     return packet_burst(c, in_port, pkts, n, out, out_port)
 
 
+cdef inline uint32_t stateless_hash(const ctx_t *c, const port_t *pt, const group_t *g,
+                                    const pkt_t *p, flow_key_t *key,
+                                    uint16_t in_port) noexcept nogil:
+    """The group hash of a packet without a flow-table lookup (packet mode, non-first
+    fragments): plain IPv4 straight from the packet; otherwise the key is built (and
+    fat-flow masked) only now, when a group needs it."""
+    if p.family == 4 and not p.frag and pt.fat.n_rules == 0:
+        return group_pkt_hash4(g, p, in_port, c.seed, not g.frag_follow)
+    build_key(p, pt.vrf, key)
+    fat_mask(&pt.fat, key)
+    return group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
+
+
 cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t nh_id,
                       rte_mbuf *m, const pkt_t *p, rte_mbuf **out, uint16_t *out_port,
                       uint16_t *k) noexcept nogil:
@@ -140,12 +153,7 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
         if nh_id & NH_GROUP:
             gid = nh_id & ~(<uint32_t>NH_GROUP)
             g = &c.groups[gid]
-            if p.family == 4 and not p.frag and pt.fat.n_rules == 0:
-                h = group_pkt_hash4(g, &p, in_port, c.seed, not g.frag_follow)
-            else:
-                build_key(&p, pt.vrf, &key)
-                fat_mask(&pt.fat, &key)
-                h = group_hash(g, &key, in_port, p.flow_label, c.seed, not g.frag_follow)
+            h = stateless_hash(c, pt, g, &p, &key, in_port)
             if p.frag and now == 0:
                 now = clock_now(c)
             mem = select_member(g, gid, &p, &key, in_port, c.seed, c.frag, now, h)
@@ -269,15 +277,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                 g = &c.groups[gid]
                 if lookup:
                     h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
-                elif p.family == 4 and not p.frag and pt.fat.n_rules == 0:
-                    # packet mode, plain IPv4: hash straight from the packet
-                    h = group_pkt_hash4(g, p, in_port, c.seed, not g.frag_follow)
                 else:
-                    # packet mode / non-first fragment: the key is built only when a
-                    # group needs its hash
-                    build_key(p, pt.vrf, key)
-                    fat_mask(&pt.fat, key)
-                    h = group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
+                    h = stateless_hash(c, pt, g, p, key, in_port)
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now, h)
                 if mem == NO_MEMBER:           # every member drained: no entry
                     pt.cnt[D_NO_ROUTE] += 1
