@@ -9,6 +9,8 @@ DROP_REASONS = (
     "unsupported",   # EtherType, multicast, third VLAN tag, ... not handled
     "tx_full",       # the egress port refused the packet (counted on egress)
     "flow_table_full",  # a new flow found the flow table full (on_full: drop)
+    "no_lfib_entry",    # the label to process has no LFIB entry (docs/mpls.md §3)
+    "mpls_ttl_expired",  # a labelled packet would leave with TTL 0 (docs/mpls.md §6)
 )
 
 DROP_DESCRIPTIONS = {
@@ -20,4 +22,6 @@ DROP_DESCRIPTIONS = {
     "unsupported": "not handled: EtherType, multicast, 3+ VLAN tags, 9+ IPv6 ext headers",
     "tx_full": "egress port TX queue full",
     "flow_table_full": "new flow, flow table full and on_full: drop",
+    "no_lfib_entry": "the label to process has no LFIB entry",
+    "mpls_ttl_expired": "label TTL <= 1 on lookup, or TTL 0 when popped to IP",
 }

@@ -19,7 +19,8 @@ from includes.rte_prefetch cimport rte_prefetch0
 from includes.rte_mempool cimport (rte_mempool, rte_mempool_in_use_count,
                                    rte_mempool_avail_count)
 from includes.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
-                                rte_pktmbuf_free, rte_pktmbuf_append,
+                                rte_pktmbuf_free, rte_pktmbuf_append, rte_pktmbuf_adj,
+                                rte_pktmbuf_prepend, rte_pktmbuf_trim,
                                 RTE_MBUF_DEFAULT_BUF_SIZE)
 from includes.rte_ethdev cimport *
 from includes.rte_lpm cimport *
@@ -35,7 +36,10 @@ from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_
                   group_pkt_hash4,
                   MAX_MEMBERS, NO_MEMBER, MEMBER_REMOVED, MEMBER_ACTIVE, MEMBER_DRAIN)
 from hashing cimport key_mask4, key_hash, bucket_of, F_L3, F_SYMMETRIC
-from rewrite cimport nexthop_t, rewrite
+from rewrite cimport nexthop_t, rewrite, ttl_dec4, MAX_PUSH, TUN_NONE, TUN_UDP, TUN_GRE
+from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_tunnel,
+                   transit_hash, frame_hash, entropy_label, write_push, write_outer, be32,
+                   MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport flow_table_t, flow_entry_t, flow_tcp, flow_age, flow_delete, flow_sig
 from includes.rte_hash cimport *
@@ -52,6 +56,7 @@ ctypedef struct port_t:
     uint8_t rx                 # 1: the worker polls this port
     uint8_t bound              # 1: a DPDK port is attached
     uint8_t flow_mode          # 1: flow mode (the flow table pins flows); 0: packet mode
+    uint16_t pw                # pseudowire of an attachment circuit, NO_PW: none
     uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason (dataplane/drops.py)
     rte_eth_dev_tx_buffer *txb
     fat_rules_t fat
@@ -71,12 +76,195 @@ ctypedef struct ctx_t:
     uint64_t entropy_mask4[2]
     frag_table_t *frag
     flow_table_t flows
+    mpls_t mpls
 
 assert D_TX_FULL - D_PARSE_ERROR == 6 and D_FLOW_TABLE_FULL == D_TX_FULL + 1
+assert D_MPLS_TTL_EXPIRED == D_NO_LFIB_ENTRY + 1 == D_FLOW_TABLE_FULL + 2
+DEF NO_PW = 0xffff
+DEF MAX_STACK_OUT = 16
 
 
 cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
     return c.fake_now if c.fake_now else rte_rdtsc()
+
+
+cdef inline int ingress(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
+    """Parse a received frame and decide its kind (pkt_t.act): IP to route (also after
+    an MPLS pop or an overlay decap), a swap, a pseudowire decap or encap. 0 or the
+    drop reason."""
+    cdef int r
+    if not pt.l3:
+        if pt.pw == NO_PW:
+            return D_UNSUPPORTED
+        if p.len < 14:
+            return D_TRUNCATED
+        p.act = ACT_PW
+        p.aux = pt.pw
+        return 0
+    p.vrf = pt.vrf
+    r = parse(p)
+    if r == R_MPLS:
+        return mpls_region(&c.mpls, p, p.l2_len, p.len, pt.vrf)
+    if c.mpls.tun_family and (r == 0 or r == D_TTL_EXPIRED) and for_tunnel(&c.mpls, p):
+        return overlay_decap(&c.mpls, p, pt.vrf)
+    return r
+
+
+cdef inline uint8_t *reframe(rte_mbuf *m, uint32_t keep, uint32_t hdr) noexcept nogil:
+    """Drop the first `keep` bytes and make room for `hdr` new ones (NULL: no room)."""
+    if keep >= hdr:
+        return <uint8_t *>rte_pktmbuf_adj(m, <uint16_t>(keep - hdr))
+    return <uint8_t *>rte_pktmbuf_prepend(m, <uint16_t>(hdr - keep))
+
+
+cdef inline void cut_end(rte_mbuf *m, uint32_t end) noexcept nogil:
+    """Drop what follows byte `end` (an overlay's Ethernet padding, an IP packet's
+    padding before it goes into a tunnel)."""
+    if end and end < m.data_len:
+        rte_pktmbuf_trim(m, <uint16_t>(m.data_len - end))
+
+
+cdef inline const nexthop_t *pick(ctx_t *c, port_t *pt, uint32_t via, uint32_t h,
+                                  rte_mbuf *m) noexcept nogil:
+    """The next hop of `via` for hash h (a group: its bucket table, no flow state);
+    NULL after dropping the packet as no_route when every member is drained."""
+    cdef group_t *g
+    cdef uint16_t mem
+    if not (via & NH_GROUP):
+        return &c.nhs[via]
+    g = &c.groups[via & ~(<uint32_t>NH_GROUP)]
+    if g.n_buckets == 0:
+        pt.cnt[D_NO_ROUTE] += 1
+        rte_pktmbuf_free(m)
+        return NULL
+    mem = g.buckets[bucket_of(h, g.n_buckets)]
+    g.member_pkts[mem] += 1
+    return &c.nhs[g.member_nh[mem]]
+
+
+cdef inline bint finish_labelled(ctx_t *c, port_t *pt, rte_mbuf *m, uint8_t *d,
+                                 const nexthop_t *nh, uint32_t tc, uint32_t h) noexcept nogil:
+    """Ethernet (EtherType 0x8847) or the overlay in front of a label region that is
+    already written at d + 14 + nh.olen; d NULL: no headroom (never with 128 bytes)."""
+    if d == NULL:
+        pt.cnt[D_UNSUPPORTED] += 1
+        rte_pktmbuf_free(m)
+        return 0
+    if nh.tunnel != TUN_NONE:
+        write_outer(d, nh, m.data_len - 14 - nh.olen, tc, h)
+    else:
+        memcpy(d, nh.eth, 12)
+        d[12] = 0x88
+        d[13] = 0x47
+    return 1
+
+
+cdef inline void stage(ctx_t *c, rte_mbuf *m, uint16_t port, rte_mbuf **out,
+                       uint16_t *out_port, uint16_t *k) noexcept nogil:
+    out[k[0]] = m
+    out_port[k[0]] = port
+    c.ports[port].cnt[C_TX] += 1
+    k[0] += 1
+
+
+cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
+                           uint16_t in_port, rte_mbuf **out, uint16_t *out_port,
+                           uint16_t *k) noexcept nogil:
+    """Packets that do not leave as routed IP: an LFIB swap (transit hash over the stack
+    as received), a pop-xconnect to the AC port, a frame into its pseudowire."""
+    cdef const lfib_entry_t *ent
+    cdef const pw_t *pw
+    cdef const nexthop_t *nh
+    cdef uint32_t st[MAX_STACK_OUT]
+    cdef uint32_t h = 0, via, tc, i, n, o
+    cdef uint8_t *d
+    if p.act == ACT_SWAP:
+        ent = &c.mpls.entries[p.aux]
+        via = ent.via
+        if (via & NH_GROUP) or c.nhs[via].tunnel != TUN_NONE:
+            h = transit_hash(&c.mpls, p, c.groups[via & ~(<uint32_t>NH_GROUP)].fields
+                             if via & NH_GROUP else c.entropy_fields, in_port, c.seed)
+        nh = pick(c, pt, via, h, m)
+        if nh == NULL:
+            return
+        tc = (p.lse >> 9) & 7
+        n = ent.n_labels
+        for i in range(n):
+            st[i] = ent.labels[i] | be32((tc << 9) | p.ttl)
+        st[n - 1] |= be32(p.lse & 0x100)
+        cut_end(m, p.end)
+        d = reframe(m, p.cut, 14 + nh.olen + 4 * n)
+        if d != NULL:
+            memcpy(d + 14 + nh.olen, st, 4 * n)
+        if finish_labelled(c, pt, m, d, nh, tc, h):
+            stage(c, m, nh.port, out, out_port, k)
+    elif p.act == ACT_XC:
+        pw = &c.mpls.pws[p.aux]
+        cut_end(m, p.end)
+        rte_pktmbuf_adj(m, p.cut)
+        stage(c, m, pw.ac_port, out, out_port, k)
+    else:                                  # ACT_PW
+        pw = &c.mpls.pws[p.aux]
+        via = pw.via
+        h = frame_hash(p.data, p.len, c.groups[via & ~(<uint32_t>NH_GROUP)].fields
+                       if via & NH_GROUP else c.entropy_fields, in_port, c.seed)
+        nh = pick(c, pt, via, h, m)
+        if nh == NULL:
+            return
+        o = 14 + nh.olen
+        n = 4 * nh.n_push
+        d = reframe(m, 0, o + n + 4 + 4 * pw.fat + 4 * pw.cw)
+        if d != NULL:
+            write_push(&c.mpls, d + o, nh, 0, PW_TTL, h, 0)
+            o += n
+            st[0] = be32(pw.label | (0 if pw.fat else 0x100) | PW_TTL)
+            st[1] = be32((entropy_label(h) << 12) | 0x100 | 1)     # FAT: S, TTL 1
+            st[2] = 0                                               # control word
+            memcpy(d + o, st, 4)
+            o += 4
+            if pw.fat:
+                memcpy(d + o, &st[1], 4)
+                o += 4
+            if pw.cw:
+                memcpy(d + o, &st[2], 4)
+        if finish_labelled(c, pt, m, d, nh, 0, h):
+            stage(c, m, nh.port, out, out_port, k)
+
+
+cdef inline uint32_t entropy_hash(const ctx_t *c, const port_t *pt, const pkt_t *p,
+                                  flow_key_t *key, uint16_t in_port) noexcept nogil:
+    """The flow entropy of a packet routed via a next hop (not a group) with no flow
+    entry: what its entry would store (docs/flow-table.md §3)."""
+    build_key(p, p.vrf, key)
+    fat_mask(&pt.fat, key)
+    return key_hash(key, in_port, p.flow_label, c.entropy_fields, c.entropy_mask4, c.seed)
+
+
+cdef inline bint push_ip(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
+                         const nexthop_t *nh, uint32_t h) noexcept nogil:
+    """An IP packet via a labelled or tunnel next hop (docs/mpls.md §7, §10): the IP hop
+    (TTL, unless popped), then the labels (uniform: the new IP TTL; pipe: 255; TC = IP
+    precedence) and the overlay."""
+    cdef uint32_t hdr = 14 + nh.olen + 4 * nh.n_push, ttl, tc
+    cdef uint8_t *d
+    cdef uint8_t *ip
+    cut_end(m, p.l2_len + p.ip_len if nh.tunnel != TUN_NONE else p.end)
+    d = reframe(m, p.l2_len, hdr)
+    if d == NULL:
+        return finish_labelled(c, pt, m, d, nh, 0, h)
+    ip = d + hdr
+    if p.family == 4:
+        if not p.popped:
+            ttl_dec4(ip)
+        ttl = ip[8]
+        tc = ip[1] >> 5
+    else:
+        if not p.popped:
+            ip[7] -= 1
+        ttl = ip[7]
+        tc = (ip[0] & 15) >> 1
+    write_push(&c.mpls, d + 14 + nh.olen, nh, tc, PIPE_TTL if c.mpls.pipe else ttl, h, 1)
+    return finish_labelled(c, pt, m, d, nh, tc, h)
 
 
 cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
@@ -96,16 +284,18 @@ cdef inline uint32_t stateless_hash(const ctx_t *c, const port_t *pt, const grou
     fat-flow masked) only now, when a group needs it."""
     if p.family == 4 and not p.frag and pt.fat.n_rules == 0:
         return group_pkt_hash4(g, p, in_port, c.seed, not g.frag_follow)
-    build_key(p, pt.vrf, key)
+    build_key(p, p.vrf, key)
     fat_mask(&pt.fat, key)
     return group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
 
 
 cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t nh_id,
-                      rte_mbuf *m, const pkt_t *p, rte_mbuf **out, uint16_t *out_port,
+                      rte_mbuf *m, const pkt_t *p, uint32_t h, bint have_h, flow_key_t *key,
+                      uint16_t in_port, rte_mbuf **out, uint16_t *out_port,
                       uint16_t *k) noexcept nogil:
-    """The end of every packet's path: the group member's (or route's) next hop,
-    rewrite, stage for TX; a group with no member left drops it as no_route."""
+    """The end of every routed packet's path: the group member's (or route's) next hop,
+    rewrite or push, stage for TX; a group with no member left drops it as no_route.
+    h: the flow entropy when have_h (a flow entry's, or the group hash)."""
     cdef const nexthop_t *nh
     if g != NULL:
         if mem == NO_MEMBER:
@@ -115,22 +305,25 @@ cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t n
         g.member_pkts[mem] += 1
         nh_id = g.member_nh[mem]
     nh = &c.nhs[nh_id]
-    rewrite(m, p, nh)
-    out[k[0]] = m
-    out_port[k[0]] = nh.port
-    c.ports[nh.port].cnt[C_TX] += 1
-    k[0] += 1
+    if nh.n_push == 0 and nh.tunnel == TUN_NONE:
+        cut_end(m, p.end)
+        rewrite(m, p, nh)
+    else:
+        if not have_h:
+            h = entropy_hash(c, pt, p, key, in_port)
+        if not push_ip(c, pt, m, p, nh, h):
+            return
+    stage(c, m, nh.port, out, out_port, k)
 
 
 cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                   rte_mbuf **out, uint16_t *out_port) noexcept nogil:
     """Packet mode: parse, route, group member by the hash, rewrite; no state."""
     cdef port_t *pt = &c.ports[in_port]
-    cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
     cdef pkt_t p
     cdef flow_key_t key
     cdef rte_mbuf *m
-    cdef uint32_t nh_id, gid, h
+    cdef uint32_t nh_id, gid, h = 0
     cdef uint16_t i, k = 0, mem
     cdef group_t *g
     cdef int r
@@ -143,9 +336,12 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
         memset(&p, 0, sizeof(pkt_t))
         p.data = dp_mtod(m)
         p.len = m.data_len
-        r = parse(&p) if pt.l3 else D_UNSUPPORTED
+        r = ingress(c, pt, &p)
         if r == 0:
-            r = route(vrf, &p, &nh_id)
+            if p.act != ACT_IP:
+                emit_mpls(c, pt, m, &p, in_port, out, out_port, &k)
+                continue
+            r = route(&c.vrfs[p.vrf], &p, &nh_id)
         if r:
             pt.cnt[r] += 1
             rte_pktmbuf_free(m)
@@ -159,7 +355,7 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
             mem = select_member(g, gid, &p, &key, in_port, c.seed, c.frag, now, h)
         else:
             g = NULL
-        emit(c, pt, g, mem, nh_id, m, &p, out, out_port, &k)
+        emit(c, pt, g, mem, nh_id, m, &p, h, g != NULL, &key, in_port, out, out_port, &k)
     return k
 
 
@@ -168,7 +364,6 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     """Flow mode: parse, one bulk flow-table lookup, then per packet the entry's
     decision or route + hash + insert; rewrite (docs/flow-table.md)."""
     cdef port_t *pt = &c.ports[in_port]
-    cdef const vrf_t *vrf = &c.vrfs[pt.vrf]
     cdef flow_table_t *ft = &c.flows
     cdef pkt_t P[BURST]
     cdef flow_key_t K[BURST]
@@ -207,9 +402,9 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         p.data = dp_mtod(m)
         p.len = m.data_len
         at[i] = -1
-        res[i] = parse(p) if pt.l3 else D_UNSUPPORTED
-        if res[i] == 0 and pt.flow_mode and p.l4:   # non-first fragments: no table
-            build_key(p, pt.vrf, &K[i])
+        res[i] = ingress(c, pt, p)
+        if res[i] == 0 and p.act == ACT_IP and p.l4:   # non-first fragments: no table
+            build_key(p, p.vrf, &K[i])
             agg[i] = fat_mask(&pt.fat, &K[i])
             kp[nk] = &K[i]
             sig[nk] = flow_sig(&K[i])
@@ -231,11 +426,15 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             rte_pktmbuf_free(m)
             continue
         p = &P[i]
+        if p.act != ACT_IP:
+            emit_mpls(c, pt, m, p, in_port, out, out_port, &k)
+            continue
         key = &K[i]
         mem = NO_MEMBER
         g = NULL
         e = NULL
-        lookup = pt.flow_mode and p.l4
+        h = 0
+        lookup = p.l4
         if at[i] >= 0:
             e = &ft.entries[at[i]]
         elif lookup and nc:
@@ -253,6 +452,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                         break
         if e != NULL:
             nh_id = e.nh_id
+            h = e.hash
             if nh_id & NH_GROUP:
                 gid = nh_id & ~(<uint32_t>NH_GROUP)
                 g = &c.groups[gid]
@@ -267,7 +467,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                 if p.frag and g.frag_follow and mem != NO_MEMBER:
                     follow_fragment(g, gid, p, key, in_port, c.seed, c.frag, now, mem, 0)
         else:
-            r = route(vrf, p, &nh_id)
+            r = route(&c.vrfs[p.vrf], p, &nh_id)
             if r:
                 pt.cnt[r] += 1
                 rte_pktmbuf_free(m)
@@ -301,9 +501,10 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     e.member = mem
                     e.in_port = in_port
                     e.first_seen = now
-                    e.hash = h if g != NULL else \
-                        key_hash(key, in_port, p.flow_label, c.entropy_fields,
-                                 c.entropy_mask4, c.seed)
+                    if g == NULL:
+                        h = key_hash(key, in_port, p.flow_label, c.entropy_fields,
+                                     c.entropy_mask4, c.seed)
+                    e.hash = h
                     ft.created += 1
                     csig[nc] = sig[-1 - res[i]]
                     cidx[nc] = i
@@ -319,7 +520,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             e.last_seen = now
             if p.proto == 6 and p.tcp_flags & 0x05 and not e.aggregate:
                 flow_tcp(ft, e, key, p.tcp_flags, now)
-        emit(c, pt, g, mem, nh_id, m, p, out, out_port, &k)
+        emit(c, pt, g, mem, nh_id, m, p, h, e != NULL or g != NULL, key, in_port,
+             out, out_port, &k)
     return k
 
 
@@ -474,10 +676,12 @@ cdef class Core:
             self.c.ports[p.index].l3 = p.vrf is not None
             self.c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
             self.c.ports[p.index].flow_mode = p.mode == "flow"
+            self.c.ports[p.index].pw = NO_PW if p.xconnect_index is None else p.xconnect_index
             self._build_fat(p)
         self._build_nexthops(cfg)
         self._build_groups(cfg)
         self._build_vrfs(cfg)
+        self._build_mpls(cfg)
         if any(p.mode == "flow" and p.vrf is not None for p in cfg.ports):
             self._build_flow_table(cfg.flow_table)
 
@@ -529,6 +733,7 @@ cdef class Core:
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh
+        cdef bytes a
         self.nnhs = len(cfg.nexthops)
         self.c.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
         for n in cfg.nexthops:
@@ -536,6 +741,87 @@ cdef class Core:
             eth = bytes(n.mac) + bytes(cfg.ports[n.port_index].mac)
             memcpy(nh.eth, <const char *>eth, 12)
             nh.port = n.port_index
+            # the transport stack, precomputed (docs/mpls.md §7): labels, then the ELI/EL
+            # pair below transport label k (the EL value, TC, S and TTL come per packet)
+            words = [x << 12 for x in n.labels]
+            nh.el_at = -1
+            if n.entropy and n.labels and n.tunnel is None:
+                k = min(len(n.labels), n.erld - 2)
+                nh.el_unreadable = k < 1
+                if k < 1:
+                    k = len(n.labels)
+                words[k:k] = [7 << 12, 0]
+                nh.el_at = k + 1
+            if len(words) > MAX_PUSH - 2:
+                raise ValueError(f"next hop {n.name}: at most {MAX_PUSH - 2} entries")
+            nh.n_push = len(words)
+            for i, w in enumerate(words):
+                nh.push[i] = be32(w)
+            if n.tunnel is not None:
+                nh.tunnel = TUN_UDP if n.tunnel.type == "mpls-udp" else TUN_GRE
+                nh.v6 = n.tunnel.remote.version == 6
+                nh.olen = (40 if nh.v6 else 20) + (8 if nh.tunnel == TUN_UDP else 4)
+                a = cfg.node.tunnel_address.packed
+                memcpy(nh.tun_src, <const char *>a, len(a))
+                a = n.tunnel.remote.packed
+                memcpy(nh.tun_dst, <const char *>a, len(a))
+
+    cdef _build_mpls(self, cfg):
+        """The LFIB (an rte_hash on the 20-bit label), pseudowires and node settings."""
+        global _table_seq
+        cdef mpls_t *mp = &self.c.mpls
+        cdef rte_hash_parameters hp
+        cdef lfib_entry_t *ent
+        cdef uint32_t label
+        cdef int32_t pos
+        cdef bytes a
+        spec = cfg.mpls
+        mp.erld = spec.erld
+        mp.guess = spec.payload_guess
+        mp.pipe = spec.ttl_model == "pipe"
+        if cfg.node.tunnel_address is not None:
+            a = cfg.node.tunnel_address.packed
+            mp.tun_family = cfg.node.tunnel_address.version
+            memcpy(mp.tun_addr, <const char *>a, len(a))
+        mp.pws = <pw_t *>calloc(max(1, len(cfg.pseudowires)), sizeof(pw_t))
+        for pw in cfg.pseudowires:
+            mp.pws[pw.index].ac_port = pw.ac_port_index
+            mp.pws[pw.index].label = pw.label << 12
+            mp.pws[pw.index].via = pw.via_index | (NH_GROUP if pw.via_group else 0)
+            mp.pws[pw.index].fat = pw.fat
+            mp.pws[pw.index].cw = pw.control_word
+        if not spec.lfib:
+            return
+        _table_seq += 1
+        name = f"lfib_{_table_seq}".encode()
+        memset(&hp, 0, sizeof(hp))
+        hp.name = name
+        hp.entries = max(64, 2 * len(spec.lfib))
+        hp.key_len = 4
+        hp.socket_id = rte_socket_id()
+        mp.lfib = <rte_hash *>check_ptr(rte_hash_create(&hp),
+                                        f"rte_hash_create(lfib, {hp.entries} entries)")
+        mp.entries = <lfib_entry_t *>calloc(hp.entries, sizeof(lfib_entry_t))
+        actions = {"swap": A_SWAP, "pop": A_POP, "pop-lookup": A_POP_LOOKUP,
+                   "pop-xconnect": A_POP_XC}
+        for rule in spec.lfib:
+            label = rule.label
+            pos = check(rte_hash_add_key(mp.lfib, &label), f"LFIB: add label {label}")
+            if pos >= <int32_t>hp.entries:
+                raise ValueError(f"LFIB: position {pos} beyond {hp.entries} entries")
+            ent = &mp.entries[pos]
+            ent.action = actions[rule.action]
+            if len(rule.labels) > MAX_SWAP:
+                raise ValueError(f"LFIB label {label}: at most {MAX_SWAP} swap labels")
+            ent.n_labels = len(rule.labels)
+            for i, x in enumerate(rule.labels):
+                ent.labels[i] = be32(x << 12)
+            ent.via = rule.via_index | (NH_GROUP if rule.via_group else 0)
+            ent.vrf = rule.vrf_index
+            ent.pw = rule.pw_index
+
+    def mpls_counters(self):
+        return {"el_not_readable": self.c.mpls.el_not_readable}
 
     cdef _build_groups(self, cfg):
         cdef group_t *g
@@ -863,6 +1149,13 @@ cdef class Core:
             self.c.groups = NULL
         free(self.c.nhs)
         self.c.nhs = NULL
+        if self.c.mpls.lfib != NULL:
+            rte_hash_free(self.c.mpls.lfib)
+            self.c.mpls.lfib = NULL
+        free(self.c.mpls.entries)
+        self.c.mpls.entries = NULL
+        free(self.c.mpls.pws)
+        self.c.mpls.pws = NULL
         free(self.c.frag)
         self.c.frag = NULL
         if self.c.flows.h != NULL:

@@ -15,7 +15,14 @@ cdef enum:
     D_UNSUPPORTED = 7
     D_TX_FULL = 8
     D_FLOW_TABLE_FULL = 9
+    D_NO_LFIB_ENTRY = 10
+    D_MPLS_TTL_EXPIRED = 11
     N_COUNTERS = 16
+    R_MPLS = 100               # parse(): a label stack at l2_len (not a counter slot)
+    ACT_IP = 0                 # pkt_t.act: routed as IP (also after a pop)
+    ACT_SWAP = 1               # labelled out after an LFIB swap
+    ACT_XC = 2                 # pop-xconnect: the inner frame out on the AC port
+    ACT_PW = 3                 # a frame from an attachment circuit into its pseudowire
 
 ctypedef struct pkt_t:
     uint8_t *data          # frame start (first segment)
@@ -34,6 +41,18 @@ ctypedef struct pkt_t:
     uint16_t icmp_id
     uint32_t flow_label
     uint32_t frag_id       # IPv4 identification / IPv6 fragment identification
+    uint16_t ip_len        # IPv4 total length / IPv6 40 + payload length
+    uint16_t vrf           # the VRF the packet is routed in
+    uint8_t act            # ACT_*: what happens to the packet (docs/mpls.md)
+    uint8_t popped         # 1: arrived labelled: no IP TTL check or decrement
+    uint8_t nstack         # entries of the received label stack
+    uint8_t pad0
+    uint16_t end           # end of the frame's meaningful bytes (0: data_len)
+    uint16_t region        # offset of the received label stack
+    uint16_t payload       # offset just past its bottom entry
+    uint16_t cut           # swap: past the swapped entry; xc: the inner frame
+    uint32_t aux           # swap: LFIB entry; xc, pw: pseudowire index
+    uint32_t lse           # swap: the swapped entry (host order): TC and S
 
 cdef inline uint16_t rd16(const uint8_t *p) noexcept nogil:
     return <uint16_t>((p[0] << 8) | p[1])
@@ -91,6 +110,7 @@ cdef inline int parse_ipv4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
     p.l3_len = <uint16_t>ihl
     p.frag_id = rd16(ip + 4)
     fo = rd16(ip + 6)
+    p.ip_len = <uint16_t>total
     p.frag = (fo & 0x3fff) != 0
     if (fo & 0x1fff) == 0:
         r = parse_l4(p, ip + ihl, total - ihl, 0)
@@ -103,7 +123,7 @@ cdef inline int parse_ipv4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
         return D_MARTIAN
     if (ip[16] & 0xf0) == 0xe0 or rd32(ip + 16) == <uint32_t>0xffffffffU:
         return D_UNSUPPORTED
-    if p.ttl <= 1:
+    if p.ttl <= 1 and not p.popped:
         return D_TTL_EXPIRED
     return 0
 
@@ -131,6 +151,7 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
     if end > avail:
         return D_TRUNCATED
     p.family = 6
+    p.ip_len = <uint16_t>end
     p.ttl = ip[7]
     p.flow_label = rd32(ip) & 0xfffff
     nh = ip[6]
@@ -171,7 +192,7 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
         return D_MARTIAN
     if ip[24] == 0xff:
         return D_UNSUPPORTED
-    if p.ttl <= 1:
+    if p.ttl <= 1 and not p.popped:
         return D_TTL_EXPIRED
     return 0
 
@@ -197,6 +218,8 @@ cdef inline int parse(pkt_t *p) noexcept nogil:
         return parse_ipv4(p, d + off, n - off)
     if et == 0x86dd:
         return parse_ipv6(p, d + off, n - off)
+    if et == 0x8847:
+        return R_MPLS
     return D_UNSUPPORTED
 
 # The flow key (docs/flow-table.md §1): what the flow table stores and the hash reads.

@@ -1,14 +1,29 @@
 # Rewrite stage: strip VLAN tags, paint the next hop's precomputed MACs, decrement TTL /
 # hop limit (IPv4 checksum updated incrementally per RFC 1624 eqn. 3).
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, int8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_adj
 from includes.shim cimport dp_mtod
 from parse cimport pkt_t
 
+cdef enum:
+    MAX_PUSH = 16              # label stack entries one push writes (docs/mpls.md §0)
+    TUN_NONE = 0
+    TUN_UDP = 1                # MPLS-over-UDP, RFC 7510
+    TUN_GRE = 2                # MPLS-over-GRE, RFC 4023
+
 ctypedef struct nexthop_t:
     uint8_t eth[12]            # destination MAC, then the egress port's MAC
     uint16_t port              # egress port index
+    uint8_t n_push             # transport entries (ELI/EL included) pushed over IP/frames
+    int8_t el_at               # index of the EL in push[], -1: no entropy label
+    uint8_t el_unreadable      # 1: the EL could not be placed within erld
+    uint8_t tunnel             # TUN_*
+    uint8_t olen               # outer IP + UDP/GRE bytes of a tunnel
+    uint8_t v6                 # the tunnel is IPv6
+    uint32_t push[MAX_PUSH]    # labels in network order; TC, S, TTL zero (ORed per packet)
+    uint8_t tun_src[16]        # node.tunnel_address
+    uint8_t tun_dst[16]        # tunnel.remote
 
 cdef inline void ttl_dec4(uint8_t *ip) noexcept nogil:
     # m = (TTL, proto) 16-bit word; HC' = ~(~HC + ~m + m')
@@ -31,8 +46,10 @@ cdef inline void rewrite(rte_mbuf *m, const pkt_t *p, const nexthop_t *nh) noexc
     if p.family == 4:
         d[12] = 0x08
         d[13] = 0x00
-        ttl_dec4(d + 14)
+        if not p.popped:           # a popped packet's TTL is already W (docs/mpls.md §4)
+            ttl_dec4(d + 14)
     else:
         d[12] = 0x86
         d[13] = 0xdd
-        d[14 + 7] -= 1
+        if not p.popped:
+            d[14 + 7] -= 1

@@ -275,7 +275,7 @@ def test_wrong_checksum_stays_wrong_by_same_amount(backend):
 
 DROP_CASES = [
     (Ether(dst=port_mac(0)) / ARP(), "unsupported"),
-    (Ether(dst=port_mac(0), type=0x8847) / Raw(bytes(40)), "unsupported"),
+    (Ether(dst=port_mac(0), type=0x8848) / Raw(bytes(40)), "unsupported"),
     (eth(Dot1Q(), ARP()), "unsupported"),
     (eth(Dot1Q(), Dot1Q(), Dot1Q(), v4(), UDP()), "unsupported"),
     (bytes(eth(Dot1AD(), Dot1Q(), Dot1Q()))[:22], "unsupported"),   # 3rd TPID alone decides

@@ -65,7 +65,8 @@ class Port:
     vrf: Optional[str] = "default"
     vrf_index: int = 0
     mode: str = "flow"                          # flow | packet
-    xconnect: Optional[str] = None
+    xconnect: Optional[str] = None              # the pseudowire of an attachment circuit
+    xconnect_index: Optional[int] = None        # its index in Config.pseudowires
     fat_flows: list[FatFlowRule] = field(default_factory=list)
     fat_flow_exclude: list[IPNetwork] = field(default_factory=list)
 
@@ -132,6 +133,48 @@ class Vrf:
     routes: list[Route] = field(default_factory=list)
 
 
+LFIB_ACTIONS = ("swap", "pop", "pop-lookup", "pop-xconnect")
+
+
+@dataclass
+class LfibRule:
+    """One `mpls.lfib` entry (SPEC §7, docs/mpls.md §4-§5)."""
+    label: int                                  # 16..2^20-1
+    action: str                                 # swap | pop | pop-lookup | pop-xconnect
+    labels: list[int] = field(default_factory=list)     # swap: written, outermost first
+    via: Optional[str] = None                   # swap: a next hop or group name
+    via_group: bool = False
+    via_index: int = 0                          # index in nexthops or groups
+    vrf: Optional[str] = None                   # pop-lookup
+    vrf_index: int = 0
+    pseudowire: Optional[str] = None            # pop-xconnect
+    pw_index: int = 0                           # index in Config.pseudowires
+
+
+@dataclass
+class Mpls:
+    erld: int = 8                               # readable depth for transit hashing
+    payload_guess: bool = True
+    ttl_model: str = "uniform"                  # uniform | pipe
+    lfib: list[LfibRule] = field(default_factory=list)
+
+
+@dataclass
+class Pseudowire:
+    """An Ethernet pseudowire (VPWS, docs/mpls.md §9): frames from ac_port go out with
+    [transport][PW label][FAT?][CW?]; `pop-xconnect` of the reverse label delivers back."""
+    name: str
+    index: int
+    ac_port: str
+    ac_port_index: int
+    label: int                                  # pushed toward the remote PE
+    via: str                                    # transport next hop or group
+    via_group: bool = False
+    via_index: int = 0
+    fat: bool = False
+    control_word: bool = False
+
+
 @dataclass
 class Config:
     path: str
@@ -142,6 +185,8 @@ class Config:
     groups: list[Group] = field(default_factory=list)
     flow_table: FlowTable = field(default_factory=FlowTable)
     eal: Eal = field(default_factory=Eal)
+    mpls: Mpls = field(default_factory=Mpls)
+    pseudowires: list[Pseudowire] = field(default_factory=list)
     raw: dict = field(default_factory=dict)     # the parsed YAML, for later features
 
     def port(self, name: str) -> Port:

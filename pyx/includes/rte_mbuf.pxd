@@ -20,3 +20,5 @@ cdef extern from "rte_mbuf.h" nogil:
     char *rte_pktmbuf_append(rte_mbuf *m, uint16_t len)
     char *rte_pktmbuf_adj(rte_mbuf *m, uint16_t len)
     char *rte_pktmbuf_prepend(rte_mbuf *m, uint16_t len)
+    int rte_pktmbuf_trim(rte_mbuf *m, uint16_t len)
+    uint16_t rte_pktmbuf_headroom(const rte_mbuf *m)

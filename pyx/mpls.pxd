@@ -1,0 +1,412 @@
+# MPLS stage: label stacks received (LFIB swap / pop / pop-lookup / pop-xconnect, ELI+EL
+# pairs, TTL models), pushed (over IP and frames, ELI/EL under ERLD, FAT, control word),
+# transit hashing, and the MPLS-over-UDP/GRE overlays. The contract is docs/mpls.md; the
+# reference model is dataplane/reference/mpls.py. Every read is bounds-checked.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.string cimport memcpy, memset, memcmp
+from includes.rte_hash cimport rte_hash, rte_hash_lookup
+from includes.rte_hash_crc cimport rte_hash_crc
+from includes.rte_ip cimport rte_raw_cksum
+from includes.shim cimport dp_bswap16, dp_bswap32
+from parse cimport *
+from hashing cimport hash_key, finalize, KEY_WORDS
+from rewrite cimport nexthop_t, ttl_dec4, MAX_PUSH, TUN_NONE, TUN_UDP, TUN_GRE
+
+cdef enum:
+    MAX_STACK = 16             # entries parsed before giving up (`unsupported`)
+    MAX_SWAP = 12              # labels an LFIB swap writes (config limit)
+    ELI = 7                    # RFC 6790; 14 is the OAM alert label, not the ELI
+    A_SWAP = 0
+    A_POP = 1
+    A_POP_LOOKUP = 2
+    A_POP_XC = 3
+    MPLS_UDP_PORT = 6635       # RFC 7510 §3
+    PW_TTL = 255               # transport and PW labels over a frame
+    PIPE_TTL = 255
+    OUTER_TTL = 64
+
+ctypedef struct lfib_entry_t:
+    uint8_t action             # A_*
+    uint8_t n_labels           # swap
+    uint16_t vrf               # pop-lookup
+    uint32_t pw                # pop-xconnect
+    uint32_t via               # swap: next-hop id (NH_GROUP set: a group)
+    uint32_t labels[MAX_SWAP]  # swap: label << 12, network order
+
+ctypedef struct pw_t:
+    uint16_t ac_port           # port index of the attachment circuit
+    uint8_t fat
+    uint8_t cw
+    uint32_t label             # PW label << 12 (host order)
+    uint32_t via               # next-hop id (NH_GROUP set: a group)
+
+ctypedef struct mpls_t:
+    rte_hash *lfib             # 4-byte label → position in entries; NULL: empty LFIB
+    lfib_entry_t *entries
+    pw_t *pws
+    uint8_t erld
+    uint8_t guess              # payload_guess
+    uint8_t pipe               # ttl_model: pipe
+    uint8_t tun_family         # 0: no tunnel address; 4 or 6
+    uint8_t tun_addr[16]
+    uint64_t el_not_readable   # pushes whose EL lies beyond erld (a counter, never a drop)
+
+
+cdef inline uint32_t be32(uint32_t host) noexcept nogil:
+    return dp_bswap32(host)
+
+cdef inline int ttl_step(int w, uint32_t ttl, bint pipe) noexcept nogil:
+    """docs/mpls.md §6: W after reading one more TTL (uniform keeps the lowest)."""
+    cdef int t = <int>ttl - 1
+    if w < 0 or pipe or t < w:
+        return t
+    return w
+
+cdef inline void set_ip_ttl(uint8_t *ip, uint8_t ttl) noexcept nogil:
+    """IPv4 TTL with the RFC 1624 incremental checksum, or the IPv6 hop limit."""
+    cdef uint32_t m, m2, s
+    if (ip[0] >> 4) == 4:
+        m = (<uint32_t>ip[8] << 8) | ip[9]
+        m2 = (<uint32_t>ttl << 8) | ip[9]
+        s = ((~((<uint32_t>ip[10] << 8) | ip[11])) & 0xffff) + ((~m) & 0xffff) + m2
+        s = (s & 0xffff) + (s >> 16)
+        s = (s & 0xffff) + (s >> 16)
+        s = (~s) & 0xffff
+        ip[8] = ttl
+        ip[10] = <uint8_t>(s >> 8)
+        ip[11] = <uint8_t>s
+    else:
+        ip[7] = ttl
+
+cdef inline int to_ip(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end, int w,
+                      uint16_t vrf) noexcept nogil:
+    """§4 'to IP': the payload at off is an IP packet routed in vrf with TTL W."""
+    cdef uint8_t *ip = p.data + off
+    cdef uint32_t v
+    if end - off < 1:
+        return D_TRUNCATED
+    v = ip[0] >> 4
+    if v == 4:
+        if end - off < 20:
+            return D_TRUNCATED
+        w = ttl_step(w, ip[8], mp.pipe)
+    elif v == 6:
+        if end - off < 40:
+            return D_TRUNCATED
+        w = ttl_step(w, ip[7], mp.pipe)
+    else:
+        return D_PARSE_ERROR
+    if w < 1:
+        return D_MPLS_TTL_EXPIRED
+    set_ip_ttl(ip, <uint8_t>w)
+    # the IP parse starts afresh (an overlay's outer header was parsed into p)
+    p.l3_len = 0; p.family = 0; p.proto = 0; p.frag = 0; p.l4 = 0; p.tcp_flags = 0
+    p.icmp_type = 0; p.sport = 0; p.dport = 0; p.icmp_id = 0; p.flow_label = 0
+    p.frag_id = 0
+    p.popped = 1
+    p.vrf = vrf
+    p.act = ACT_IP
+    p.l2_len = <uint16_t>off
+    if v == 4:
+        return parse_ipv4(p, ip, end - off)
+    return parse_ipv6(p, ip, end - off)
+
+cdef inline uint32_t skip_pairs(const uint32_t *st, uint32_t i, uint32_t n) noexcept nogil:
+    """ELI+EL pairs are popped together wherever processing reaches them."""
+    while i < n and (st[i] >> 12) == ELI:
+        i += 2                 # an ELI is never the bottom entry (parse_error)
+    return i
+
+cdef inline int lfib_find(const mpls_t *mp, uint32_t label) noexcept nogil:
+    if mp.lfib == NULL:
+        return -1
+    return rte_hash_lookup(mp.lfib, &label)
+
+cdef inline int mpls_region(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end,
+                            uint16_t in_vrf) noexcept nogil:
+    """§2-§5: the label region [off, end) through the LFIB. 0 with p.act set (ACT_IP:
+    p parsed as the IP packet to route), or the drop reason."""
+    cdef const uint8_t *d = p.data
+    cdef uint32_t st[MAX_STACK]
+    cdef uint32_t n = 0, o = off, i = 0, e, label, payload
+    cdef int w = -1, pos
+    cdef const lfib_entry_t *ent
+    cdef const pw_t *pw
+    while True:
+        if n == MAX_STACK:
+            return D_UNSUPPORTED
+        if end < o + 4:
+            return D_TRUNCATED
+        e = rd32(d + o)
+        o += 4
+        st[n] = e
+        n += 1
+        if (e >> 8) & 1:
+            if (e >> 12) == ELI:
+                return D_PARSE_ERROR
+            break
+    payload = o
+    p.region = <uint16_t>off
+    p.payload = <uint16_t>payload
+    p.nstack = <uint8_t>n
+    p.end = <uint16_t>end
+    while True:
+        i = skip_pairs(st, i, n)
+        if i == n:
+            return to_ip(mp, p, payload, end, w, in_vrf)
+        e = st[i]
+        label = e >> 12
+        if label < 16 and label != 0 and label != 2:
+            return D_UNSUPPORTED
+        w = ttl_step(w, e & 0xff, mp.pipe)
+        if w < 1:
+            return D_MPLS_TTL_EXPIRED
+        i += 1
+        if label < 16:                 # explicit null: a pop (RFC 4182)
+            continue
+        pos = lfib_find(mp, label)
+        if pos < 0:
+            return D_NO_LFIB_ENTRY
+        ent = &mp.entries[pos]
+        if ent.action == A_POP:
+            continue
+        if ent.action == A_SWAP:
+            p.act = ACT_SWAP
+            p.aux = <uint32_t>pos
+            p.cut = <uint16_t>(off + 4 * i)
+            p.lse = e
+            p.ttl = <uint8_t>w
+            return 0
+        if ent.action == A_POP_LOOKUP:
+            if skip_pairs(st, i, n) != n:
+                return D_UNSUPPORTED
+            return to_ip(mp, p, payload, end, w, ent.vrf)
+        # pop-xconnect (§9.2): pairs, at most the FAT label, the control word, the frame
+        i = skip_pairs(st, i, n)
+        if i < n and i != n - 1:
+            return D_UNSUPPORTED
+        pw = &mp.pws[ent.pw]
+        o = payload
+        if pw.cw:
+            if end < o + 4:
+                return D_TRUNCATED
+            if (d[o] >> 4) == 1:
+                return D_UNSUPPORTED   # a PW associated channel (RFC 4385 §5): no OAM
+            if (d[o] >> 4) != 0:
+                return D_PARSE_ERROR
+            o += 4
+        if end < o + 14:
+            return D_TRUNCATED
+        p.act = ACT_XC
+        p.aux = ent.pw
+        p.cut = <uint16_t>o
+        p.ttl = <uint8_t>w
+        return 0
+
+cdef inline int overlay_decap(const mpls_t *mp, pkt_t *p, uint16_t in_vrf) noexcept nogil:
+    """§10.2, for an IP packet addressed to the tunnel address: the label region inside
+    MPLS-over-UDP or MPLS-over-GRE, processed as if received in an Ethernet frame."""
+    cdef uint32_t l4 = <uint32_t>p.l2_len + p.l3_len, end = <uint32_t>p.l2_len + p.ip_len
+    cdef uint32_t flags, size
+    cdef const uint8_t *d = p.data
+    if p.frag:
+        return D_UNSUPPORTED
+    if p.proto == 17 and p.dport == MPLS_UDP_PORT:
+        l4 += 8                        # parse_l4 checked the 8 bytes
+    elif p.proto == 47:
+        if end < l4 + 4:
+            return D_TRUNCATED
+        flags = rd16(d + l4)
+        if (flags & ~0xb000U) or rd16(d + l4 + 2) != 0x8847:
+            return D_UNSUPPORTED       # only C, K, S; version 0; MPLS
+        size = 4 + 4 * (((flags >> 15) & 1) + ((flags >> 13) & 1) + ((flags >> 12) & 1))
+        if end < l4 + size:
+            return D_TRUNCATED
+        l4 += size
+    else:
+        return D_UNSUPPORTED           # the node terminates nothing else
+    return mpls_region(mp, p, l4, end, in_vrf)
+
+cdef inline bint for_tunnel(const mpls_t *mp, const pkt_t *p) noexcept nogil:
+    cdef const uint8_t *ip = p.data + p.l2_len
+    if p.family != mp.tun_family:
+        return 0
+    if p.family == 4:
+        return memcmp(ip + 16, mp.tun_addr, 4) == 0
+    return memcmp(ip + 24, mp.tun_addr, 16) == 0
+
+# ---- hashing of labelled packets and frames (§8, §9.1) --------------------------------
+
+cdef inline uint32_t guess_key(const uint8_t *b, uint32_t avail, uint32_t want,
+                               uint8_t *k, uint16_t ingress, uint32_t fields) noexcept nogil:
+    """§8.3: the hash key of an IP header guessed at b (version `want`, 0: either);
+    0 when the bytes cannot be one (a guess never drops)."""
+    cdef uint32_t v, ihl, l4
+    cdef uint8_t proto
+    cdef uint16_t sport = 0, dport = 0
+    cdef bint ports
+    if avail < 1:
+        return 0
+    v = b[0] >> 4
+    if want and v != want:
+        return 0
+    if v == 4:
+        ihl = (b[0] & 15) * 4
+        if avail < 20 or ihl < 20 or avail < ihl:
+            return 0
+        proto = b[9]
+        l4 = ihl
+        ports = (rd16(b + 6) & 0x3fff) == 0
+    elif v == 6:
+        if avail < 40:
+            return 0
+        proto = b[6]
+        l4 = 40
+        ports = 1
+    else:
+        return 0
+    if ports:
+        if proto == 6 or proto == 17 or proto == 132:
+            if avail - l4 >= 4:
+                sport = rd16(b + l4)
+                dport = rd16(b + l4 + 2)
+        elif (proto == 1 and v == 4) or (proto == 58 and v == 6):
+            if avail - l4 >= 6 and ((v == 4 and (b[l4] == 8 or b[l4] == 0)) or
+                                    (v == 6 and (b[l4] == 128 or b[l4] == 129))):
+                sport = rd16(b + l4 + 4)
+                dport = sport
+    if v == 4:
+        return hash_key(k, 4, b + 12, b + 16, proto, sport, dport, ingress, 0, fields)
+    return hash_key(k, 6, b + 8, b + 24, proto, sport, dport, ingress,
+                    rd32(b) & 0xfffff, fields)
+
+cdef inline uint32_t transit_hash(const mpls_t *mp, const pkt_t *p, uint32_t fields,
+                                  uint16_t ingress, uint32_t seed) noexcept nogil:
+    """§8: the hash of a labelled packet, from the stack as received: the EL when an
+    ELI and its EL are within erld; else the non-reserved labels within erld, plus the
+    guessed IP fields when the bottom of stack is within erld."""
+    cdef const uint8_t *d = p.data + p.region
+    cdef uint32_t n = p.nstack, r = n if n < mp.erld else mp.erld, i, klen = 0, label, g
+    cdef uint8_t key[4 * MAX_STACK + 48]
+    cdef uint64_t ip[KEY_WORDS]
+    for i in range(r):
+        if (rd32(d + 4 * i) >> 12) == ELI and i + 1 < r:
+            label = be32(rd32(d + 4 * i + 4) >> 12)
+            return finalize(rte_hash_crc(&label, 4, 0xffffffffU), seed)
+    for i in range(r):
+        label = rd32(d + 4 * i) >> 12
+        if label >= 16:
+            label = be32(label)
+            memcpy(key + klen, &label, 4)
+            klen += 4
+    if mp.guess and n <= mp.erld:
+        d = p.data + p.payload
+        if p.end > p.payload and ((d[0] >> 4) == 4 or (d[0] >> 4) == 6):
+            g = guess_key(d, p.end - p.payload, 0, <uint8_t *>ip, ingress, fields)
+            memcpy(key + klen, ip, g)
+            klen += g
+    return finalize(rte_hash_crc(key, klen, 0xffffffffU), seed)
+
+cdef inline uint32_t frame_hash(const uint8_t *f, uint32_t n, uint32_t fields,
+                                uint16_t ingress, uint32_t seed) noexcept nogil:
+    """§9.1: the inner flow hash of a frame entering a pseudowire: its IP key after
+    Ethernet and at most two VLAN tags, else dst MAC | src MAC | bytes 12-13 | 00 00."""
+    cdef uint64_t k[KEY_WORDS]
+    cdef uint32_t off = 14, klen = 0, tags = 0
+    cdef uint16_t et
+    if n >= 14:
+        et = rd16(f + 12)
+        while et == 0x8100 or et == 0x88a8:
+            if tags == 2 or n < off + 4:
+                et = 0
+                break
+            et = rd16(f + off + 2)
+            off += 4
+            tags += 1
+        if et == 0x0800:
+            klen = guess_key(f + off, n - off, 4, <uint8_t *>k, ingress, fields)
+        elif et == 0x86dd:
+            klen = guess_key(f + off, n - off, 6, <uint8_t *>k, ingress, fields)
+    if klen == 0:
+        k[0] = 0
+        k[1] = 0
+        memcpy(k, f, 14)
+        klen = 16
+    return finalize(rte_hash_crc(k, klen, 0xffffffffU), seed)
+
+cdef inline uint32_t entropy_label(uint32_t h) noexcept nogil:
+    return 16 + h % ((1 << 20) - 16)
+
+# ---- writing stacks and overlays (§5-§7, §9.1, §10.1) ----------------------------------
+
+cdef inline void write_push(mpls_t *mp, uint8_t *dst, const nexthop_t *nh, uint32_t tc,
+                            uint32_t ttl, uint32_t h, bint bottom) noexcept nogil:
+    """The next hop's precomputed transport entries (ELI/EL placed at config time), one
+    copy: TC and TTL ORed in (ELI and EL keep TTL 0), the EL value, S on the last when
+    nothing follows. Counts el_not_readable."""
+    cdef uint32_t st[MAX_PUSH]
+    cdef uint32_t n = nh.n_push, i, all_ = be32((tc << 9) | ttl), pair = be32(tc << 9)
+    for i in range(n):
+        st[i] = nh.push[i] | all_
+    if nh.el_at >= 0:
+        st[nh.el_at - 1] = nh.push[nh.el_at - 1] | pair
+        st[nh.el_at] = nh.push[nh.el_at] | pair | be32(entropy_label(h) << 12)
+        if nh.el_unreadable:
+            mp.el_not_readable += 1
+    if bottom and n:
+        st[n - 1] |= be32(0x100)
+    memcpy(dst, st, 4 * n)
+
+cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uint32_t tc,
+                             uint32_t h) noexcept nogil:
+    """§10.1: Ethernet, outer IPv4/IPv6 and UDP or GRE in front of the rlen-byte label
+    region that already sits at d + 14 + nh.olen."""
+    cdef uint8_t *ip = d + 14
+    cdef uint8_t *l4
+    cdef uint32_t inner = rlen + (8 if nh.tunnel == TUN_UDP else 4), s
+    cdef uint16_t c
+    cdef uint8_t ph[40]
+    memcpy(d, nh.eth, 12)
+    if not nh.v6:
+        d[12] = 0x08; d[13] = 0x00
+        ip[0] = 0x45; ip[1] = <uint8_t>(tc << 5)
+        ip[2] = <uint8_t>((20 + inner) >> 8); ip[3] = <uint8_t>(20 + inner)
+        ip[4] = 0; ip[5] = 0; ip[6] = 0x40; ip[7] = 0
+        ip[8] = OUTER_TTL; ip[9] = 17 if nh.tunnel == TUN_UDP else 47
+        ip[10] = 0; ip[11] = 0
+        memcpy(ip + 12, nh.tun_src, 4)
+        memcpy(ip + 16, nh.tun_dst, 4)
+        c = <uint16_t>~rte_raw_cksum(ip, 20)
+        memcpy(ip + 10, &c, 2)        # native words summed: stored as they are
+        l4 = ip + 20
+    else:
+        d[12] = 0x86; d[13] = 0xdd
+        s = (6U << 28) | ((tc << 5) << 20) | (h & 0xfffff)
+        ip[0] = <uint8_t>(s >> 24); ip[1] = <uint8_t>(s >> 16)
+        ip[2] = <uint8_t>(s >> 8); ip[3] = <uint8_t>s
+        ip[4] = <uint8_t>(inner >> 8); ip[5] = <uint8_t>inner
+        ip[6] = 17 if nh.tunnel == TUN_UDP else 47
+        ip[7] = OUTER_TTL
+        memcpy(ip + 8, nh.tun_src, 16)
+        memcpy(ip + 24, nh.tun_dst, 16)
+        l4 = ip + 40
+    if nh.tunnel == TUN_GRE:
+        l4[0] = 0; l4[1] = 0; l4[2] = 0x88; l4[3] = 0x47
+        return
+    s = 49152 + h % 16384
+    l4[0] = <uint8_t>(s >> 8); l4[1] = <uint8_t>s
+    l4[2] = <uint8_t>(MPLS_UDP_PORT >> 8); l4[3] = <uint8_t>MPLS_UDP_PORT
+    l4[4] = <uint8_t>(inner >> 8); l4[5] = <uint8_t>inner
+    l4[6] = 0; l4[7] = 0              # over IPv4: checksum 0 (RFC 7510 §3)
+    if nh.v6:                         # over IPv6: computed (RFC 8200 §8.1)
+        memcpy(ph, ip + 8, 32)
+        ph[32] = 0; ph[33] = 0
+        ph[34] = <uint8_t>(inner >> 8); ph[35] = <uint8_t>inner
+        ph[36] = 0; ph[37] = 0; ph[38] = 0; ph[39] = 17
+        s = <uint32_t>rte_raw_cksum(ph, 40) + rte_raw_cksum(l4, inner)
+        s = (s & 0xffff) + (s >> 16)
+        s = (s & 0xffff) + (s >> 16)
+        c = <uint16_t>~s
+        if c == 0:
+            c = 0xffff
+        memcpy(l4 + 6, &c, 2)
