@@ -7,7 +7,8 @@ transmit and neither side is capped by pcap writing. testpmd runs in macswap mod
 ceiling the issues name) and io mode; we run a scenario's config with `dataplane run`.
 Absolute Mpps on a shared machine mean little; the ratio is the figure.
 
-    python bench/throughput.py [--scenario l3|ecmp|flows-64|flows-1k|flows-100k|flows-1m|setup]
+    python bench/throughput.py [--scenario l3|ecmp|flows-64|flows-1k|flows-100k|flows-1m|setup|
+                                           churn|push-eli|mpls-udp]
                                [--seconds 5] [--rounds 3] [--json FILE]
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 TARGETS = {"l3": 0.70, "ecmp": 0.65, "flows-64": 0.60, "flows-1k": 0.60,
-           "flows-100k": 0.35, "flows-1m": 0.35, "setup": 0.0, "churn": 0.0}
+           "flows-100k": 0.35, "flows-1m": 0.35, "setup": 0.0, "churn": 0.0,
+           "push-eli": 0.55, "mpls-udp": 0.55}
 SETUP_TARGET = 5e6             # new flows per second per core
 EAL_MEM = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"]
 
@@ -103,6 +105,14 @@ def scenario_config(name: str, pcap: str) -> str:
     elif name == "ecmp":                               # a weighted group with a drained member
         weights = [1, 1, 2, 0]
         routes = [("10.0.0.0/8", "spines"), ("192.168.0.0/16", "nh1")]
+    elif name == "push-eli":                           # LER push: transport + ELI/EL
+        doc["nexthops"] = {"nh1": dict(nexthops["nh1"], labels=[16001], entropy=True)}
+        routes = [("10.0.0.0/8", "nh1")]
+    elif name == "mpls-udp":                           # MPLS-over-UDP toward a remote PE
+        doc["node"]["tunnel_address"] = "192.0.2.1"
+        doc["nexthops"] = {"nh1": dict(nexthops["nh1"], labels=[20], tunnel={
+            "type": "mpls-udp", "remote": "203.0.113.9"})}
+        routes = [("10.0.0.0/8", "nh1")]
     elif name in FLOW_SCENARIOS:                       # flow mode
         n = FLOW_SCENARIOS[name]
         weights = [1, 1, 1, 1]
@@ -117,7 +127,7 @@ def scenario_config(name: str, pcap: str) -> str:
                              "idle_timeout": 0.000001 if name == "churn" else 300.0}
     else:
         raise SystemExit(f"unknown scenario {name!r}")
-    if name != "l3":
+    if name in ("ecmp",) or name in FLOW_SCENARIOS:
         doc["groups"] = {"spines": {"members": [{"nexthop": f"nh{i + 1}", "weight": w}
                                                 for i, w in enumerate(weights)]}}
     doc["vrfs"] = {"default": {"routes": [{"prefix": p, "via": v} for p, v in routes]}}

@@ -35,7 +35,7 @@ from route cimport vrf_t, route, NH_NONE, NH_GROUP
 from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_hash,
                   group_pkt_hash4,
                   MAX_MEMBERS, NO_MEMBER, MEMBER_REMOVED, MEMBER_ACTIVE, MEMBER_DRAIN)
-from hashing cimport key_mask4, key_hash, bucket_of, F_L3, F_SYMMETRIC
+from hashing cimport key_mask4, key_hash, pkt_hash4, bucket_of, F_L3, F_SYMMETRIC
 from rewrite cimport nexthop_t, rewrite, ttl_dec4, MAX_PUSH, TUN_NONE, TUN_UDP, TUN_GRE
 from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_tunnel,
                    transit_hash, frame_hash, entropy_label, write_push, write_outer, be32,
@@ -235,6 +235,8 @@ cdef inline uint32_t entropy_hash(const ctx_t *c, const port_t *pt, const pkt_t 
                                   flow_key_t *key, uint16_t in_port) noexcept nogil:
     """The flow entropy of a packet routed via a next hop (not a group) with no flow
     entry: what its entry would store (docs/flow-table.md §3)."""
+    if p.family == 4 and not p.frag and pt.fat.n_rules == 0:     # same bytes, no key
+        return pkt_hash4(p, in_port, c.entropy_fields, c.entropy_mask4, c.seed)
     build_key(p, p.vrf, key)
     fat_mask(&pt.fat, key)
     return key_hash(key, in_port, p.flow_label, c.entropy_fields, c.entropy_mask4, c.seed)
@@ -591,6 +593,22 @@ NO_TABLE = object()            # a group whose members are all drained or remove
 FAT_PROTOS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}
 
 
+def outer_template(bytes eth, src, tunnel):
+    """A tunnel next hop's Ethernet + outer IP + UDP/GRE header with the per-packet
+    fields (TOS/traffic class, lengths, checksums, UDP source port) zero, and the sum of
+    the IPv4 header's 16-bit words (the checksum is finished per packet)."""
+    udp = tunnel.type == "mpls-udp"
+    proto = 17 if udp else 47
+    l4 = (bytes(2) + (6635).to_bytes(2, "big") + bytes(4)) if udp else b"\0\0\x88\x47"
+    if tunnel.remote.version == 4:
+        ip = bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0]) + src.packed + \
+            tunnel.remote.packed
+        return eth + b"\x08\x00" + ip + l4, sum(int.from_bytes(ip[i:i + 2], "big")
+                                                 for i in range(0, 20, 2))
+    ip = bytes([0x60, 0, 0, 0, 0, 0, proto, 64]) + src.packed + tunnel.remote.packed
+    return eth + b"\x86\xdd" + ip + l4, 0
+
+
 def eal_init(list args):
     """Initialize EAL once per process with argv `args` (args[0] is the program name)."""
     global _eal_ready
@@ -761,10 +779,8 @@ cdef class Core:
                 nh.tunnel = TUN_UDP if n.tunnel.type == "mpls-udp" else TUN_GRE
                 nh.v6 = n.tunnel.remote.version == 6
                 nh.olen = (40 if nh.v6 else 20) + (8 if nh.tunnel == TUN_UDP else 4)
-                a = cfg.node.tunnel_address.packed
-                memcpy(nh.tun_src, <const char *>a, len(a))
-                a = n.tunnel.remote.packed
-                memcpy(nh.tun_dst, <const char *>a, len(a))
+                a, nh.osum = outer_template(eth, cfg.node.tunnel_address, n.tunnel)
+                memcpy(nh.outer, <const char *>a, len(a))
 
     cdef _build_mpls(self, cfg):
         """The LFIB (an rte_hash on the 20-bit label), pseudowires and node settings."""

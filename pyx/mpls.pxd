@@ -359,46 +359,35 @@ cdef inline void write_push(mpls_t *mp, uint8_t *dst, const nexthop_t *nh, uint3
 
 cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uint32_t tc,
                              uint32_t h) noexcept nogil:
-    """§10.1: Ethernet, outer IPv4/IPv6 and UDP or GRE in front of the rlen-byte label
-    region that already sits at d + 14 + nh.olen."""
+    """§10.1: Ethernet, outer IPv4/IPv6 and UDP or GRE (a per-next-hop template) in
+    front of the rlen-byte label region that already sits at d + 14 + nh.olen."""
     cdef uint8_t *ip = d + 14
     cdef uint8_t *l4
     cdef uint32_t inner = rlen + (8 if nh.tunnel == TUN_UDP else 4), s
     cdef uint16_t c
     cdef uint8_t ph[40]
-    memcpy(d, nh.eth, 12)
+    memcpy(d, nh.outer, 14 + nh.olen)
     if not nh.v6:
-        d[12] = 0x08; d[13] = 0x00
-        ip[0] = 0x45; ip[1] = <uint8_t>(tc << 5)
-        ip[2] = <uint8_t>((20 + inner) >> 8); ip[3] = <uint8_t>(20 + inner)
-        ip[4] = 0; ip[5] = 0; ip[6] = 0x40; ip[7] = 0
-        ip[8] = OUTER_TTL; ip[9] = 17 if nh.tunnel == TUN_UDP else 47
-        ip[10] = 0; ip[11] = 0
-        memcpy(ip + 12, nh.tun_src, 4)
-        memcpy(ip + 16, nh.tun_dst, 4)
-        c = <uint16_t>~rte_raw_cksum(ip, 20)
-        memcpy(ip + 10, &c, 2)        # native words summed: stored as they are
+        ip[1] = <uint8_t>(tc << 5)
+        s = 20 + inner
+        ip[2] = <uint8_t>(s >> 8); ip[3] = <uint8_t>s
+        s += nh.osum + (tc << 5)      # the template's words, plus TOS and length
+        s = (s & 0xffff) + (s >> 16)
+        s = (s & 0xffff) + (s >> 16)
+        ip[10] = <uint8_t>(~s >> 8); ip[11] = <uint8_t>~s
         l4 = ip + 20
     else:
-        d[12] = 0x86; d[13] = 0xdd
         s = (6U << 28) | ((tc << 5) << 20) | (h & 0xfffff)
         ip[0] = <uint8_t>(s >> 24); ip[1] = <uint8_t>(s >> 16)
         ip[2] = <uint8_t>(s >> 8); ip[3] = <uint8_t>s
         ip[4] = <uint8_t>(inner >> 8); ip[5] = <uint8_t>inner
-        ip[6] = 17 if nh.tunnel == TUN_UDP else 47
-        ip[7] = OUTER_TTL
-        memcpy(ip + 8, nh.tun_src, 16)
-        memcpy(ip + 24, nh.tun_dst, 16)
         l4 = ip + 40
     if nh.tunnel == TUN_GRE:
-        l4[0] = 0; l4[1] = 0; l4[2] = 0x88; l4[3] = 0x47
         return
     s = 49152 + h % 16384
     l4[0] = <uint8_t>(s >> 8); l4[1] = <uint8_t>s
-    l4[2] = <uint8_t>(MPLS_UDP_PORT >> 8); l4[3] = <uint8_t>MPLS_UDP_PORT
     l4[4] = <uint8_t>(inner >> 8); l4[5] = <uint8_t>inner
-    l4[6] = 0; l4[7] = 0              # over IPv4: checksum 0 (RFC 7510 §3)
-    if nh.v6:                         # over IPv6: computed (RFC 8200 §8.1)
+    if nh.v6:                         # over IPv6: computed (RFC 8200 §8.1); IPv4: 0
         memcpy(ph, ip + 8, 32)
         ph[32] = 0; ph[33] = 0
         ph[34] = <uint8_t>(inner >> 8); ph[35] = <uint8_t>inner
@@ -409,4 +398,4 @@ cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uin
         c = <uint16_t>~s
         if c == 0:
             c = 0xffff
-        memcpy(l4 + 6, &c, 2)
+        memcpy(l4 + 6, &c, 2)         # native words summed: stored as they are

@@ -22,8 +22,8 @@ ctypedef struct nexthop_t:
     uint8_t olen               # outer IP + UDP/GRE bytes of a tunnel
     uint8_t v6                 # the tunnel is IPv6
     uint32_t push[MAX_PUSH]    # labels in network order; TC, S, TTL zero (ORed per packet)
-    uint8_t tun_src[16]        # node.tunnel_address
-    uint8_t tun_dst[16]        # tunnel.remote
+    uint32_t osum              # IPv4 tunnel: header word sum with TOS, length zero
+    uint8_t outer[64]          # tunnel: Ethernet + outer IP + UDP/GRE template
 
 cdef inline void ttl_dec4(uint8_t *ip) noexcept nogil:
     # m = (TTL, proto) 16-bit word; HC' = ~(~HC + ~m + m')
