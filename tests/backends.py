@@ -5,7 +5,7 @@ Interface (that of ReferenceForwarder): process(in_port, frames) -> [(out_port, 
 counters() -> {port name: {"rx", "tx", <drop reason>...}}, group_counters(i) -> packets per
 member slot, frag_counters() -> {"frag_followed", "frag_fallback"}, the flow table's
 set_clock(seconds), age_all(), flows(), flow_flush(), flow_counters(), live
-update_group(i, [(nexthop index, weight, present)]), close().
+update_group(i, [(nexthop index, weight, present)]), mpls_counters(), close().
 """
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ class CythonBackend:
 
     def flow_counters(self) -> dict[str, int]:
         return self.core.flow_counters()
+
+    def mpls_counters(self) -> dict[str, int]:
+        return self.core.mpls_counters()
 
     def update_group(self, index: int, members) -> None:
         self.core.update_group(index, members)

@@ -13,7 +13,8 @@ import yaml
 
 from dataplane.config import ConfigError, load, load_text
 from dataplane.config import validate
-from dataplane.config.model import DEFAULT_HASH_FIELDS, HashSpec, Tunnel
+from dataplane.config.model import (DEFAULT_HASH_FIELDS, HashSpec, LfibRule, Mpls, Pseudowire,
+                                    Tunnel)
 from dataplane.crc32c import crc32c, crc32c_raw
 
 FULL = """\
@@ -170,7 +171,23 @@ def test_full_config_builds_the_model():
         ("gw", 3, 65535), ("nh2", 1, 1)]
     assert pair.hash == HashSpec(DEFAULT_HASH_FIELDS, False, "follow")
 
-    # Sections compiled by later features stay as written.
+    # MPLS and pseudowires, references resolved to indexes
+    assert (config.mpls.erld, config.mpls.payload_guess, config.mpls.ttl_model) == \
+        (8, True, "pipe")
+    assert config.mpls.lfib == [
+        LfibRule(label=100, action="swap", labels=[200], via="spines", via_group=True,
+                 via_index=0),
+        LfibRule(label=101, action="pop"),
+        LfibRule(label=300, action="pop-lookup", vrf="red", vrf_index=1),
+        LfibRule(label=500, action="pop-xconnect", pseudowire="pw1", pw_index=0)]
+    assert config.pseudowires == [
+        Pseudowire(name="pw1", index=0, ac_port="ce1", ac_port_index=1, label=500,
+                   via="spines", via_group=True, via_index=0, fat=True, control_word=True)]
+    assert [p.xconnect_index for p in config.ports] == [None, 0, None, None, None]
+    assert p0.fat_flows[0].proto == 6 and [str(n) for n in p0.fat_flow_exclude] == \
+        ["10.0.0.1/32"]
+
+    # The document as parsed stays in raw.
     assert config.raw["mpls"]["lfib"][2] == {"label": 300, "action": "pop-lookup",
                                              "vrf": "red"}
     assert config.raw["pseudowires"]["pw1"]["control_word"] is True
@@ -198,6 +215,43 @@ ports: [{name: p0, devargs: net_ring0, mac: "02:00:00:00:00:01"}]
     assert (port.vrf, port.vrf_index, port.mode, port.xconnect) == ("default", 0, "flow",
                                                                     None)
     assert config.nexthops == [] and config.groups == []
+    assert config.mpls == Mpls(8, True, "uniform", []) and config.pseudowires == []
+    assert port.xconnect_index is None
+
+
+def test_mpls_and_pseudowires_compiled():
+    config = load_text("""
+node: {name: pe1}
+ports:
+  - {name: core, devargs: net_ring0, mac: "02:00:00:00:00:01"}
+  - {name: ce2, devargs: net_ring1, mac: "02:00:00:00:00:02", xconnect: pw-b}
+  - {name: ce1, devargs: net_ring2, mac: "02:00:00:00:00:03", xconnect: pw-a}
+vrfs: {default: {}, red: {}, blue: {}}
+nexthops:
+  n1: {port: core, mac: "02:00:00:00:01:01", labels: [16001]}
+  n2: {port: core, mac: "02:00:00:00:01:02"}
+groups:
+  g: {members: [{nexthop: n1}, {nexthop: n2}]}
+mpls:
+  lfib:
+    - {label: 16, action: swap, labels: [17, 18], via: n2}
+    - {label: 1048575, action: pop-lookup, vrf: blue}
+    - {label: 600, action: pop-xconnect, pseudowire: pw-b}
+    - {label: 601, action: pop-xconnect, pseudowire: pw-a}
+pseudowires:
+  pw-a: {ac_port: ce1, label: 700, via: n2}
+  pw-b: {ac_port: ce2, label: 601, via: g, control_word: true}   # = an in-label: fine
+""")
+    assert config.mpls == Mpls(8, True, "uniform", [
+        LfibRule(16, "swap", [17, 18], "n2", False, 1),
+        LfibRule(1048575, "pop-lookup", vrf="blue", vrf_index=2),
+        LfibRule(600, "pop-xconnect", pseudowire="pw-b", pw_index=1),
+        LfibRule(601, "pop-xconnect", pseudowire="pw-a", pw_index=0)])
+    assert config.pseudowires == [
+        Pseudowire("pw-a", 0, "ce1", 2, 700, "n2", False, 1, fat=False, control_word=False),
+        Pseudowire("pw-b", 1, "ce2", 1, 601, "g", True, 0, fat=False, control_word=True)]
+    assert [(p.vrf, p.xconnect, p.xconnect_index) for p in config.ports] == [
+        ("default", None, None), (None, "pw-b", 1), (None, "pw-a", 0)]
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -414,6 +468,16 @@ CASES = [
      "nexthops.nh1.labels[0]: must be an MPLS label from 16 to 1048575 (0-15 are "
      "reserved), got 1048576"),
     ({"nexthops.nh1.erld": 17}, "nexthops.nh1.erld: must be an integer from 1 to 16, got 17"),
+    ({"nexthops.nh1.labels": list(range(16001, 16014))},     # 12 + ELI/EL + PW + FAT = 16
+     "nexthops.nh1.labels: must be a list of 0 to 12 labels, got 13 labels"),
+    ({"nexthops.nh1.tunnel": {"type": "mpls-udp", "remote": "203.0.113.9"},
+      "nexthops.nh1.entropy": True},
+     "nexthops.nh1.entropy: must be false on a tunnel next hop (the UDP source port "
+     "carries the entropy), got True"),
+    ({"nexthops.nh1.tunnel": {"type": "mpls-gre", "remote": "203.0.113.9"},
+      "nexthops.nh1.entropy": True},
+     "nexthops.nh1.entropy: must be false on a tunnel next hop (the UDP source port "
+     "carries the entropy), got True"),
     ({"nexthops.nh2.entropy": True},
      "nexthops.nh2.entropy: must be false on a next hop without labels, got True"),
     ({"nexthops.nh1.entropy": 1}, "nexthops.nh1.entropy: must be true or false, got 1"),
@@ -466,7 +530,10 @@ CASES = [
     ({"mpls.lfib": [{"label": 100, "action": "swap", "via": "g1"}]},
      "mpls.lfib[0].labels: is required"),
     ({"mpls.lfib": [{"label": 100, "action": "swap", "labels": [], "via": "g1"}]},
-     "mpls.lfib[0].labels: must be a list of at least 1 labels, got 0 labels"),
+     "mpls.lfib[0].labels: must be a list of 1 to 12 labels, got 0 labels"),
+    ({"mpls.lfib": [{"label": 100, "action": "swap", "labels": list(range(200, 213)),
+                     "via": "g1"}]},
+     "mpls.lfib[0].labels: must be a list of 1 to 12 labels, got 13 labels"),
     ({"mpls.lfib": [{"label": 100, "action": "pop", "vrf": "default"}]},
      "mpls.lfib[0]: unknown key 'vrf', allowed: label, action"),
     ({"mpls.lfib": [{"label": 300, "action": "pop-lookup", "vrf": "red"}]},
@@ -610,6 +677,62 @@ def test_xconnect_port_has_no_vrf_and_cannot_carry_a_next_hop():
     assert errors_of(changes) == [
         "lab.yaml: nexthops.nh1.port: must be a port without xconnect, got 'up1'",
         "lab.yaml: nexthops.nh2.port: must be a port without xconnect, got 'up1'"]
+
+
+CE_PORTS = [{"name": "ce1", "devargs": "net_tap0", "mac": "02:00:00:00:00:03", "xconnect": "pw1"},
+            {"name": "ce2", "devargs": "net_tap1", "mac": "02:00:00:00:00:04", "xconnect": "pw2"}]
+
+
+def test_xconnect_and_ac_port_must_name_each_other():
+    ok = {"ports": base()["ports"] + CE_PORTS,
+          "pseudowires.pw1": {"ac_port": "ce1", "label": 500, "via": "g1"},
+          "pseudowires.pw2": {"ac_port": "ce2", "label": 501, "via": "nh1"}}
+    doc = copy.deepcopy(base())
+    for path, value in ok.items():
+        put(doc, path, value)
+    assert [p.xconnect_index for p in load_text(yaml.safe_dump(doc)).ports] == \
+        [None, None, 0, 1]
+    # pw2 claims ce1, whose xconnect is pw1; ce2's pseudowire does not name it back
+    assert errors_of(copy.deepcopy({**ok, "pseudowires.pw2.ac_port": "ce1"})) == [
+        "lab.yaml: ports[3].xconnect: must be a pseudowire whose ac_port is ce2, got 'pw2'",
+        "lab.yaml: pseudowires.pw2.ac_port: must be a port whose xconnect is pw2, got 'ce1'"]
+    # a pseudowire whose ac_port has no xconnect at all (an L3 port)
+    assert errors_of(copy.deepcopy({**ok, "pseudowires.pw2.ac_port": "p0"})) == [
+        "lab.yaml: ports[3].xconnect: must be a pseudowire whose ac_port is ce2, got 'pw2'",
+        "lab.yaml: pseudowires.pw2.ac_port: must be a port whose xconnect is pw2, got 'p0'"]
+    # an undefined ac_port: its own error, and the port is not named back either
+    assert errors_of(copy.deepcopy({**ok, "pseudowires.pw1.ac_port": "ce9"})) == [
+        "lab.yaml: ports[2].xconnect: must be a pseudowire whose ac_port is ce1, got 'pw1'",
+        "lab.yaml: pseudowires.pw1.ac_port: must be a port defined under ports "
+        "(p0, up1, ce1, ce2), got 'ce9'"]
+
+
+def test_label_depth_limits_accept_twelve():
+    twelve = list(range(16001, 16013))
+    doc = copy.deepcopy(base())
+    doc["nexthops"]["nh1"]["labels"] = twelve
+    doc["nexthops"]["nh1"]["entropy"] = True
+    doc["mpls"] = {"lfib": [{"label": 100, "action": "swap", "labels": twelve, "via": "g1"}]}
+    config = load_text(yaml.safe_dump(doc))
+    assert config.nexthops[0].labels == twelve and config.mpls.lfib[0].labels == twelve
+
+
+def test_new_mpls_errors_are_reported_together():
+    assert errors_of({
+        "ports": base()["ports"] + CE_PORTS[:1],
+        "nexthops.nh1.labels": list(range(16001, 16014)),
+        "nexthops.nh2": {"port": "up1", "mac": "02:00:00:00:01:02", "labels": [20],
+                         "entropy": True,
+                         "tunnel": {"type": "mpls-udp", "remote": "203.0.113.9"}},
+        "mpls.lfib": [{"label": 100, "action": "swap", "labels": list(range(200, 214)),
+                       "via": "nh2"}],
+        "pseudowires.pw1": {"ac_port": "up1", "label": 500, "via": "g1"}}) == [
+        "lab.yaml: ports[2].xconnect: must be a pseudowire whose ac_port is ce1, got 'pw1'",
+        "lab.yaml: nexthops.nh1.labels: must be a list of 0 to 12 labels, got 13 labels",
+        "lab.yaml: nexthops.nh2.entropy: must be false on a tunnel next hop (the UDP source "
+        "port carries the entropy), got True",
+        "lab.yaml: mpls.lfib[0].labels: must be a list of 1 to 12 labels, got 14 labels",
+        "lab.yaml: pseudowires.pw1.ac_port: must be a port whose xconnect is pw1, got 'up1'"]
 
 
 def test_empty_and_non_mapping_documents():

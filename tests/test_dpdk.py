@@ -21,6 +21,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.contrib.mpls import MPLS
 from scapy.packet import Raw
 from scapy.utils import checksum
 
@@ -66,15 +67,21 @@ def assert_counters(summary: dict, ref_counters: dict) -> None:
 
 def check_decodes(frames: list[bytes], egress_mac: str, nexthop_macs: set[str]) -> list:
     """Every output frame decodes with scapy as untagged Ethernet carrying IPv4 or IPv6,
-    from the egress port's MAC to one of that port's next hops. Returns the decodes."""
+    or a label stack (its bottom entry with S = 1 after at most 16), from the egress
+    port's MAC to one of that port's next hops. Returns the decodes."""
     decoded = []
     for raw in frames:
         pkt = Ether(raw)
         assert pkt.src == egress_mac
         assert pkt.dst in nexthop_macs
         assert not pkt.haslayer(Dot1Q) and not pkt.haslayer(Dot1AD)
-        assert pkt.type in (0x0800, 0x86DD)
-        assert pkt.haslayer(IP) or pkt.haslayer(IPv6)
+        assert pkt.type in (0x0800, 0x86DD, 0x8847)
+        if pkt.type == 0x8847:
+            bottoms = [MPLS(raw[14 + 4 * i:18 + 4 * i]).s for i in range(16)
+                       if len(raw) >= 18 + 4 * i]
+            assert 1 in bottoms
+        else:
+            assert pkt.haslayer(IP) or pkt.haslayer(IPv6)
         decoded.append(pkt)
     return decoded
 
@@ -155,7 +162,12 @@ CRAFTED = {
                  "host": {"port": "p0", "mac": "02:00:00:00:c0:01"}},
     "groups": {"spines": {"members": [{"nexthop": "s1", "weight": 1},
                                       {"nexthop": "s2", "weight": 1}]}},
-    "pseudowires": {"pw1": {"ac_port": "ce1", "label": 500, "via": "spines"}},
+    "pseudowires": {"pw1": {"ac_port": "ce1", "label": 500, "via": "spines",
+                            "control_word": True}},
+    "mpls": {"lfib": [{"label": 100, "action": "swap", "labels": [200], "via": "spines"},
+                      {"label": 101, "action": "swap", "labels": [201, 202], "via": "nh1"},
+                      {"label": 300, "action": "pop-lookup", "vrf": "red"},
+                      {"label": 501, "action": "pop-xconnect", "pseudowire": "pw1"}]},
 }
 SPINES = "spines"       # hand label: egress is up1 or up2, the hash decides
 
@@ -248,6 +260,18 @@ def crafted_inputs():
         (e(ip6("ff02::1"), udp, tag(next(n))), "unsupported"),
         (e(Dot1Q(), Dot1Q(), Dot1Q(), ip("10.1.0.9"), udp, tag(next(n))), "unsupported"),
         (Ether(src=SRC_MAC, dst=port_mac(0), type=0x88B5) / Raw(bytes(50)), "unsupported"),
+        # MPLS (docs/mpls.md): swap via a group and via a next hop, pop-lookup into VRF
+        # red, pop-xconnect to the attachment circuit, and the MPLS drops
+        *[(e(MPLS(label=100, ttl=9), ip(f"10.1.0.{i}"), UDP(sport=i), tag(next(n))), SPINES)
+          for i in range(8)],
+        (e(MPLS(label=101, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "up1"),
+        (e(MPLS(label=300, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "up2"),
+        (e(MPLS(label=501, ttl=9), Raw(bytes(4)), Ether(src="00:00:0c:06:00:02",
+           dst="48:2c:a0:00:00:01"), ip("192.168.2.20"), udp, tag(next(n))), "ce1"),
+        (e(MPLS(label=999, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "no_lfib_entry"),
+        (e(MPLS(label=100, ttl=1), ip("10.1.0.1"), udp, tag(next(n))), "mpls_ttl_expired"),
+        (e(MPLS(label=1, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "unsupported"),
+        (bytes(e(MPLS(label=100, s=0), MPLS(label=200, s=0)))[:20], "truncated"),
     ]
     up1 = [  # return traffic toward the host behind p0, plus drops counted on up1
         (e(ip("192.168.1.1", src="10.1.0.1"), udp, tag(next(n)), port=1), "p0"),
@@ -262,9 +286,11 @@ def crafted_inputs():
         (e(ip6("2001:db8:1::1"), udp, tag(next(n)), port=3), "up2"),
         (e(ip("192.168.1.1"), udp, tag(next(n)), port=3), "no_route"),
     ]
-    ce1 = [  # not an L3 port: every frame is unsupported, however well formed
-        (e(ip("10.1.0.1"), udp, tag(next(n)), port=4), "unsupported"),
-        (e(ip6("2001:db8:1::1"), udp, tag(next(n)), port=4), "unsupported"),
+    ce1 = [  # an attachment circuit: every frame goes into pw1 (via spines)
+        (e(ip("10.1.0.1"), udp, tag(next(n)), port=4), SPINES),
+        (e(ip6("2001:db8:1::1"), udp, tag(next(n)), port=4), SPINES),
+        (e(ARP(pdst="10.1.0.1"), port=4), SPINES),
+        (bytes(10), "truncated"),
     ]
     return {"p0": [(bytes(f), o) for f, o in p0], "up1": [(bytes(f), o) for f, o in up1],
             "r0": [(bytes(f), o) for f, o in r0], "ce1": [(bytes(f), o) for f, o in ce1]}
@@ -310,7 +336,8 @@ def test_replay_crafted_multi_port(tmp_path):
         assert got["rx"] == hand[name]["rx"], name
         assert got["drops"] == {r: hand[name][r] for r in DROP_REASONS}, name
     assert summary["ports"]["p0"]["tx"] == hand["p0"]["tx"]
-    assert summary["ports"]["r0"]["tx"] == summary["ports"]["ce1"]["tx"] == 0
+    assert summary["ports"]["r0"]["tx"] == 0
+    assert summary["ports"]["ce1"]["tx"] == hand["ce1"]["tx"]
     spread = (summary["ports"]["up1"]["tx"] - hand["up1"]["tx"],
               summary["ports"]["up2"]["tx"] - hand["up2"]["tx"])
     assert min(spread) >= 0 and sum(spread) == hand["spines"]["tx"]
@@ -339,6 +366,9 @@ def test_replay_crafted_multi_port(tmp_path):
                 [w for i, _, w in want if i == ingress], (ingress, p.name)
         nh_macs = {":".join(f"{b:02x}" for b in nh.mac) for nh in cfg.nexthops
                    if nh.port_index == p.index}
+        if p.name == "ce1":                        # pop-xconnect: the inner frame as sent
+            assert [Ether(f).dst for f in got] == ["48:2c:a0:00:00:01"]
+            continue
         check_decodes(got, port_mac(p.index), nh_macs)
 
 
@@ -400,6 +430,7 @@ def run_config(tmp_path: Path, p0_devargs: str, up1_devargs: str = "net_null1,no
                     port("up2", "net_null2,no-rx=1", 2)]
     doc["vrfs"].pop("red")
     doc.pop("pseudowires")
+    doc.pop("mpls")
     return write_config(tmp_path / "run.yaml", doc)
 
 

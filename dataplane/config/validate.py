@@ -7,8 +7,9 @@ that return the converted value, or BAD after recording an error at ``ctx``; a
 record's spec maps each allowed key to ``(checker, default)``, with REQUIRED as the
 default of a key that must be present.
 
-mpls, pseudowires and mirror are checked here but only kept as written in
-``Config.raw`` (no defaults applied); their features compile them.
+mpls and pseudowires are compiled into Config.mpls and Config.pseudowires (and each
+attachment circuit's Port.xconnect_index); mirror is checked here but only kept as
+written in ``Config.raw`` (no defaults applied), which keeps the whole document as parsed.
 """
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ import yaml
 
 from ..crc32c import crc32c
 from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Config, Eal,
-                    FatFlowRule, FlowTable, Group, HashSpec, Member, NextHop, Node, Port,
-                    Route, Tunnel, Vrf)
+                    FatFlowRule, FlowTable, Group, HashSpec, LfibRule, Member, Mpls, NextHop,
+                    Node, Port, Pseudowire, Route, Tunnel, Vrf)
 
 MAX_PORTS, MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS = 32, 256, 65535, 4096
 MAX_ROUTES_PER_VRF, MAX_MEMBERS = 1 << 20, 64
 MAX_FAT_RULES, MAX_FAT_EXCLUDE = 16, 16          # per port (pyx/fatflow.pxd)
+# One push writes at most 16 label stack entries (docs/mpls.md §1, MAX_PUSH): a next
+# hop's labels (at most 12) + ELI/EL + a pseudowire label + a FAT label. A swap writes at
+# most 12 labels in place of one.
+MAX_NEXTHOP_LABELS, MAX_SWAP_LABELS = 12, 12
 
 # vdev drivers we accept, with the devargs keys each takes (None: not checked here).
 VDEV_ARGS = {
@@ -286,7 +291,7 @@ def _hint(names) -> str:
     return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
 
 
-labels = list_of(label, what="labels")
+labels = list_of(label, 0, MAX_NEXTHOP_LABELS, "labels")
 hash_fields = list_of(one_of(*HASH_FIELDS), 1, len(HASH_FIELDS), "fields", tuple)
 
 
@@ -366,6 +371,9 @@ class _Validator:
         self.port_xconnect = {p["name"]: p.get("xconnect") for p in ports
                               if isinstance(p, dict) and isinstance(p.get("name"), str)
                               } if isinstance(ports, list) else {}
+        pseudowires = data.get("pseudowires")
+        self.pw_ac_port = {k: pw.get("ac_port") for k, pw in pseudowires.items()
+                           if isinstance(pw, dict)} if isinstance(pseudowires, dict) else {}
 
     @staticmethod
     def _keys(section, absent):
@@ -413,9 +421,14 @@ class _Validator:
             self.cross_checks(top)
         if self.errors:
             raise ConfigError(self.errors)
+        pseudowires = top["pseudowires"] or []
+        for port in top["ports"]:
+            if port.xconnect is not None:
+                port.xconnect_index = self.names["pseudowires"][port.xconnect]
         return Config(path=path, node=top["node"], ports=top["ports"], vrfs=top["vrfs"],
                       nexthops=top["nexthops"], groups=top["groups"],
-                      flow_table=top["flow_table"], eal=top["eal"], raw=self.data)
+                      flow_table=top["flow_table"], eal=top["eal"],
+                      mpls=top["mpls"] or Mpls(), pseudowires=pseudowires, raw=self.data)
 
     def cross_checks(self, top: dict) -> None:
         groups, nexthops = self.names["groups"] or {}, self.names["nexthops"] or {}
@@ -463,6 +476,16 @@ class _Validator:
         unique(ctx, ports, "a device not used by another port", "devargs",
                key=lambda d: d.split(",", 1)[0].lower())
         unique(ctx, ports, "a pseudowire no other port cross-connects", "xconnect")
+        seen = set()
+        for index, port in enumerate(ports):
+            if port is BAD or not isinstance(port.xconnect, str) or port.xconnect in seen:
+                continue                # a second port on one pseudowire: reported above
+            seen.add(port.xconnect)
+            ac_port = self.pw_ac_port.get(port.xconnect)
+            if isinstance(ac_port, str) and isinstance(port.name, str) \
+                    and ac_port != port.name:
+                ctx.at(index).at("xconnect").error(
+                    f"a pseudowire whose ac_port is {port.name}", port.xconnect)
         return ports
 
     def port(self, ctx, value):
@@ -494,8 +517,8 @@ class _Validator:
                                             mirror["to"])
         vrf_index = vrfs.get(port["vrf"], 0) if vrfs and isinstance(port["vrf"], str) else 0
         return Port(port["name"], 0, port["devargs"], port["mac"], port["vrf"], vrf_index,
-                    port["mode"], port["xconnect"], port["fat_flows"],
-                    port["fat_flow_exclude"])
+                    port["mode"], port["xconnect"], fat_flows=port["fat_flows"],
+                    fat_flow_exclude=port["fat_flow_exclude"])
 
     def vrf(self, ctx, vrf_name, index, value):
         vrf = fields(ctx, value, {"routes": (self.routes, list)})
@@ -507,16 +530,20 @@ class _Validator:
             unique(ctx, routes, "unique in the VRF", "prefix")
         return routes
 
+    def resolve_via(self, via) -> tuple[bool, int]:
+        """(via_group, via_index) of a `via` naming a next hop or a group."""
+        nexthops, groups = self.names["nexthops"], self.names["groups"]
+        if isinstance(via, str) and nexthops and via in nexthops:
+            return False, nexthops[via]
+        if isinstance(via, str) and groups and via in groups:
+            return True, groups[via]
+        return False, 0
+
     def route(self, ctx, value):
         route = fields(ctx, value, {"prefix": (prefix, REQUIRED), "via": (self.via, REQUIRED)})
         if route is BAD:
             return BAD
-        via, nexthops, groups = route["via"], self.names["nexthops"], self.names["groups"]
-        if isinstance(via, str) and nexthops and via in nexthops:
-            return Route(route["prefix"], via, False, nexthops[via])
-        if isinstance(via, str) and groups and via in groups:
-            return Route(route["prefix"], via, True, groups[via])
-        return Route(route["prefix"], via)
+        return Route(route["prefix"], route["via"], *self.resolve_via(route["via"]))
 
     def nexthop(self, ctx, nh_name, index, value):
         nh = fields(ctx, value, {
@@ -533,6 +560,9 @@ class _Validator:
             ctx.at("port").error("a port without xconnect", port)
         if nh["entropy"] is True and nh["labels"] == []:
             ctx.at("entropy").error("false on a next hop without labels", True)
+        elif nh["entropy"] is True and nh["tunnel"] not in (None, BAD):
+            ctx.at("entropy").error("false on a tunnel next hop (the UDP source port "
+                                    "carries the entropy)", True)
         if nh["tunnel"] not in (None, BAD) and nh["labels"] == []:
             if "labels" in value:
                 ctx.at("labels").error("a non-empty list on a tunnel next hop", [])
@@ -579,23 +609,27 @@ class _Validator:
         return Member(nh, nh_index, member["weight"])
 
     def mpls(self, ctx, value):
-        return fields(ctx, value, {
-            "erld": (integer(1, 16), 8),
-            "payload_guess": (boolean, True),
-            "ttl_model": (one_of("uniform", "pipe"), "uniform"),
+        mpls = fields(ctx, value, {
+            "erld": (integer(1, 16), Mpls.erld),
+            "payload_guess": (boolean, Mpls.payload_guess),
+            "ttl_model": (one_of("uniform", "pipe"), Mpls.ttl_model),
             "lfib": (self.lfib, list)})
+        if mpls is BAD or BAD in mpls.values() or BAD in mpls["lfib"]:
+            return BAD
+        return Mpls(**mpls)
 
     def lfib(self, ctx, value):
         entries = list_of(self.lfib_entry)(ctx, value)
-        if entries is not BAD:
-            unique(ctx, entries, "unique in the LFIB", "label")
-        return entries
+        if entries is BAD:
+            return BAD
+        unique(ctx, entries, "unique in the LFIB", "label")
+        return [self.lfib_rule(entry) for entry in entries]
 
     def lfib_entry(self, ctx, value):
         action = value.get("action") if isinstance(value, dict) else None
         needed = LFIB_ACTIONS.get(action) if isinstance(action, str) else None
         spec = {"label": (label, REQUIRED), "action": (one_of(*LFIB_ACTIONS), REQUIRED)}
-        by_action = {"labels": list_of(label, 1, what="labels"), "via": self.via,
+        by_action = {"labels": list_of(label, 1, MAX_SWAP_LABELS, "labels"), "via": self.via,
                      "vrf": self.ref("a VRF", "vrfs"),
                      "pseudowire": self.ref("a pseudowire", "pseudowires")}
         for key, check in by_action.items():
@@ -605,19 +639,42 @@ class _Validator:
                 spec[key] = (check, REQUIRED)
         return fields(ctx, value, spec)
 
+    def lfib_rule(self, entry):
+        """An LfibRule from a checked `mpls.lfib` entry, references resolved; BAD when
+        the entry has an error (already reported)."""
+        if entry is BAD or BAD in entry.values() or BAD in (entry.get("labels") or ()):
+            return BAD
+        vrfs, pseudowires = self.names["vrfs"] or {}, self.names["pseudowires"] or {}
+        action = entry["action"]
+        rule = LfibRule(entry["label"], action)
+        if action == "swap":
+            rule.labels, rule.via = entry["labels"], entry["via"]
+            rule.via_group, rule.via_index = self.resolve_via(entry["via"])
+        elif action == "pop-lookup":
+            rule.vrf, rule.vrf_index = entry["vrf"], vrfs.get(entry["vrf"], 0)
+        elif action == "pop-xconnect":
+            rule.pseudowire = entry["pseudowire"]
+            rule.pw_index = pseudowires.get(entry["pseudowire"], 0)
+        return rule
+
     def pseudowire(self, ctx, pw_name, index, value):
         pw = fields(ctx, value, {
             "ac_port": (self.ref("a port", "ports"), REQUIRED),
             "label": (label, REQUIRED),
             "via": (self.via, REQUIRED),
-            "fat": (boolean, None),
-            "control_word": (boolean, None)})
+            "fat": (boolean, False),
+            "control_word": (boolean, False)})
         if pw is not BAD:
             ac_port = pw["ac_port"]
             if isinstance(ac_port, str) and ac_port in self.port_xconnect \
                     and self.port_xconnect[ac_port] != pw_name:
                 ctx.at("ac_port").error(f"a port whose xconnect is {pw_name}", ac_port)
-        return pw
+        if pw is BAD or BAD in pw.values():
+            return BAD
+        ports = self.names["ports"] or {}
+        return Pseudowire(pw_name, index, pw["ac_port"], ports.get(pw["ac_port"], 0),
+                          pw["label"], pw["via"], *self.resolve_via(pw["via"]),
+                          fat=pw["fat"], control_word=pw["control_word"])
 
 
 # ---- YAML --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Route, flow and rewrite stages of the reference model: docs/packet-path.md §2.9-§5,
-docs/flow-table.md (the flow table itself is in flows.py).
+docs/flow-table.md (the flow table itself is in flows.py), and where MPLS branches off
+and comes back (docs/mpls.md: label switching, push, pseudowires, overlays; the
+operations themselves are in mpls.py).
 
 The oracle the Cython core is diffed against, byte for byte and counter for counter.
 Clarity over speed: LPM is a dict per prefix length, probed longest first.
@@ -8,10 +10,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..config.model import DEFAULT_HASH_FIELDS, Config, Group, NextHop, Route
+from ..config.model import (DEFAULT_HASH_FIELDS, Config, Group, LfibRule, NextHop,
+                            Pseudowire, Route)
 from ..drops import DROP_REASONS
 from .. import ecmp, hashing
 from .flows import FatFlows, FlowEntry, FlowKey, FlowTable, flow_key, key_hash
+from .mpls import (ETH_IPV4, ETH_IPV6, ETH_MPLS, MPLS_COUNTERS, PIPE_TTL, LfibEntry, MplsDrop,
+                   build_stack, eth_frame, gre_encap, ip_precedence, ip_packet_length, ip_ttl,
+                   l2_payload, overlay_decap, pw_encap, pw_flow_hash, transit_hash, udp_encap)
+from .mpls import process as mpls_process
 from .parse import Parsed, parse
 
 
@@ -183,6 +190,27 @@ class ReferenceForwarder:
         self.entropy_mask = hashing.field_mask(DEFAULT_HASH_FIELDS)
         zero = dict.fromkeys(("rx", "tx") + DROP_REASONS, 0)
         self._counters = [dict(zero) for _ in cfg.ports]
+        # MPLS (docs/mpls.md): the LFIB as mpls.process() reads it, and the rule each
+        # entry came from (its via / pseudowire), by the entry's identity
+        self.lfib: dict[int, LfibEntry] = {}
+        self._lfib_rules: dict[int, LfibRule] = {}
+        for rule in cfg.mpls.lfib:
+            entry = self.lfib_entry(rule)
+            self.lfib[rule.label] = entry
+            self._lfib_rules[id(entry)] = rule
+        address = cfg.node.tunnel_address
+        self.tunnel_address = None if address is None else address.packed
+        self._mpls_counters = dict.fromkeys(MPLS_COUNTERS, 0)
+
+    def lfib_entry(self, rule: LfibRule) -> LfibEntry:
+        if rule.action == "swap":
+            return LfibEntry("swap", tuple(rule.labels), name=rule.via or "")
+        if rule.action == "pop-lookup":
+            return LfibEntry("pop-lookup", vrf=rule.vrf_index, name=rule.vrf or "")
+        if rule.action == "pop-xconnect":
+            pw = self.cfg.pseudowires[rule.pw_index]
+            return LfibEntry("pop-xconnect", control_word=pw.control_word, name=pw.name)
+        return LfibEntry(rule.action)
 
     def process(self, in_port: int, frames: list[bytes]) -> list[tuple[int, bytes]]:
         """Forward one burst received on `in_port`: (egress port, frame) in input order."""
@@ -201,47 +229,188 @@ class ReferenceForwarder:
     def forward(self, in_port: int, frame: bytes) -> tuple[int, bytes] | str:
         """(egress port, frame) or the drop reason."""
         port = self.cfg.ports[in_port]
-        if port.vrf is None:                    # not an L3 port (pseudowire AC: later)
+        if port.xconnect_index is not None:     # attachment circuit (docs/mpls.md §9.1)
+            return self.pw_ingress(in_port, self.cfg.pseudowires[port.xconnect_index], frame)
+        if port.vrf is None:                    # neither L3 port nor attachment circuit
             return "unsupported"
+        try:
+            etype, off = l2_payload(frame)
+        except MplsDrop:                        # parse() below names the same drop
+            etype, off = None, 0
+        if etype == ETH_MPLS:                   # docs/mpls.md §1; 0x8848 is left to
+            return self.labelled(in_port, frame[off:], len(frame))  # parse: unsupported
         p = parse(frame, in_port)
+        if p.drop not in (None, "ttl_expired"):
+            return p.drop
+        if self.tunnel_address is not None and p.dst == self.tunnel_address:
+            try:                                # docs/mpls.md §10.2: no TTL check
+                region = overlay_decap(frame, self.tunnel_address)
+            except MplsDrop as d:
+                return d.reason
+            if region is not None:
+                return self.labelled(in_port, region, len(frame))
         if p.drop:
             return p.drop
-        key, fat = self.fat[in_port].mask(flow_key(p, port.vrf_index))
+        return self.route_ip(in_port, port.vrf_index, p, frame, len(frame), popped=False)
+
+    def route_ip(self, in_port: int, vrf_index: int, p: Parsed, frame: bytes, length: int,
+                 popped: bool) -> tuple[int, bytes] | str:
+        """Flow or packet stage, route and rewrite of an IP packet parsed from `frame`, in
+        VRF `vrf_index`. popped: the packet came out of a label stack (docs/mpls.md §4):
+        its TTL is already the one it leaves with (no check, no decrement). `length`: the
+        frame as received, for the flow entry's byte count."""
+        port = self.cfg.ports[in_port]
+        key, fat = self.fat[in_port].mask(flow_key(p, vrf_index))
         non_first_fragment = p.is_fragment and not p.frag_first
         if port.mode == "packet" or non_first_fragment:
-            nh = self.resolve(port.vrf_index, p, key)
+            res = self.resolve(vrf_index, p, key)
         else:
-            nh = self.flow_resolve(port.vrf_index, p, key, fat, len(frame))
-        if isinstance(nh, str):
-            return nh
+            res = self.flow_resolve(vrf_index, p, key, fat, length)
+        if isinstance(res, str):
+            return res
+        if res is None:
+            return "no_route"
+        nh, gs, h = res
+        if h is None and (nh.entropy or nh.tunnel is not None):
+            h = self.stateless_hash(gs, key, p)
+        return self.emit_ip(frame, p, nh, h, popped)
+
+    def stateless_hash(self, gs: Optional[GroupState], key: FlowKey, p: Parsed) -> int:
+        """The hash a flow entry would store (docs/flow-table.md §3), for packets that
+        have no entry: the entropy of a push or an overlay."""
+        seed = self.cfg.node.seed
+        if gs is not None:
+            return group_hash(gs, key, p, seed, not gs.follow)
+        return key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
+
+    def emit_ip(self, frame: bytes, p: Parsed, nh: NextHop, h: Optional[int], popped: bool
+                ) -> tuple[int, bytes]:
+        """The rewrite toward `nh` (packet-path §4), with the push of docs/mpls.md §7 or
+        the overlay of §10 when the next hop has labels or a tunnel."""
+        src_mac = self.cfg.ports[nh.port_index].mac
+        if popped:                              # the IP packet as it leaves, padding kept
+            ip = frame[p.l3:]
+            if not nh.labels and nh.tunnel is None:
+                etype = ETH_IPV4 if p.family == 4 else ETH_IPV6
+                return nh.port_index, eth_frame(nh.mac, src_mac, etype, ip)
+        else:
+            out = rewrite(frame, p, nh, src_mac)
+            if not nh.labels and nh.tunnel is None:
+                return nh.port_index, out
+            ip = out[14:]
+        tc = ip_precedence(ip)
+        ttl = ip_ttl(ip) if self.cfg.mpls.ttl_model == "uniform" else PIPE_TTL
+        if nh.tunnel is None:
+            pushed = build_stack(nh.labels, tc=tc, ttl=ttl, entropy=nh.entropy, erld=nh.erld,
+                                 el=hashing.entropy_label(h) if nh.entropy else 0)
+            if not pushed.el_readable:
+                self._mpls_counters["el_not_readable"] += 1
+            return nh.port_index, eth_frame(nh.mac, src_mac, ETH_MPLS, pushed.pack() + ip)
+        region = build_stack(nh.labels, tc=tc, ttl=ttl).pack() + ip[:ip_packet_length(ip)]
+        return self.tunnel_out(nh, region, h)
+
+    def tunnel_out(self, nh: NextHop, region: bytes, h: int) -> tuple[int, bytes]:
+        """docs/mpls.md §10.1: the label region in MPLS-over-UDP or MPLS-over-GRE toward
+        the next hop's remote, in an Ethernet frame to its MAC."""
+        remote = nh.tunnel.remote.packed
+        encap = udp_encap if nh.tunnel.type == "mpls-udp" else gre_encap
+        outer = encap(region, self.tunnel_address, remote, h=h)
+        etype = ETH_IPV4 if len(remote) == 4 else ETH_IPV6
+        return nh.port_index, eth_frame(nh.mac, self.cfg.ports[nh.port_index].mac, etype,
+                                        outer)
+
+    def via_nexthop(self, via_group: bool, via_index: int, h: int) -> Optional[NextHop]:
+        """A swap's or a pseudowire's `via`: the next hop, or the group member of hash h
+        by the bucket table (no flow table, no fragment table); None when every member
+        is drained."""
+        if not via_group:
+            return self.cfg.nexthops[via_index]
+        gs = self.groups[via_index]
+        if gs.table is None:
+            return None
+        return self.member_nexthop(gs, gs.bucket_member(h))
+
+    def labelled(self, in_port: int, region: bytes, length: int) -> tuple[int, bytes] | str:
+        """A label region received on L3 port `in_port` (after Ethernet/VLAN, or inside an
+        overlay addressed to this node): docs/mpls.md §2-§5."""
+        mpls = self.cfg.mpls
+        try:
+            r = mpls_process(region, self.lfib, mpls.ttl_model)
+        except MplsDrop as d:
+            return d.reason
+        if r.kind == "pw":                      # §9.2: the frame as carried, on the AC port
+            pw = self.cfg.pseudowires[self._lfib_rules[id(r.entry)].pw_index]
+            return pw.ac_port_index, r.data
+        if r.kind == "mpls":                    # §5 swap
+            rule = self._lfib_rules[id(r.entry)]
+            nh = None if rule.via_group else self.cfg.nexthops[rule.via_index]
+            h = 0
+            if nh is None or nh.tunnel is not None:
+                mask = (self.groups[rule.via_index].mask if rule.via_group
+                        else self.entropy_mask)
+                h = transit_hash(region, erld=mpls.erld, payload_guess=mpls.payload_guess,
+                                 mask=mask, seed=self.cfg.node.seed, ingress_port=in_port)
+                nh = self.via_nexthop(rule.via_group, rule.via_index, h)
+                if nh is None:
+                    return "no_route"
+            if nh.tunnel is not None:
+                return self.tunnel_out(nh, r.data, h)
+            return nh.port_index, eth_frame(nh.mac, self.cfg.ports[nh.port_index].mac,
+                                            ETH_MPLS, r.data)
+        # §4 "to IP": routed in the entry's VRF or the port's, no TTL check or decrement
+        vrf = self.cfg.ports[in_port].vrf_index if r.vrf is None else r.vrf
+        etype = ETH_IPV4 if r.data[0] >> 4 == 4 else ETH_IPV6
+        frame = bytes(12) + etype.to_bytes(2, "big") + r.data
+        p = parse(frame, in_port)
+        if p.drop not in (None, "ttl_expired"):
+            return p.drop
+        return self.route_ip(in_port, vrf, p, frame, length, popped=True)
+
+    def pw_ingress(self, in_port: int, pw: Pseudowire, frame: bytes
+                   ) -> tuple[int, bytes] | str:
+        """docs/mpls.md §9.1: every frame of an attachment circuit into its pseudowire."""
+        if len(frame) < 14:
+            return "truncated"
+        gs = self.groups[pw.via_index] if pw.via_group else None
+        mask = gs.mask if gs is not None else self.entropy_mask
+        h = pw_flow_hash(frame, mask, self.cfg.node.seed, ingress_port=in_port)
+        nh = self.via_nexthop(pw.via_group, pw.via_index, h)
         if nh is None:
             return "no_route"
-        return nh.port_index, rewrite(frame, p, nh, self.cfg.ports[nh.port_index].mac)
+        data = pw_encap(frame, nh.labels, pw.label, fat=pw.fat, control_word=pw.control_word,
+                        h=h, entropy=nh.entropy, erld=nh.erld)
+        if not data.el_readable:
+            self._mpls_counters["el_not_readable"] += 1
+        if nh.tunnel is not None:
+            return self.tunnel_out(nh, data.data, h)
+        return nh.port_index, eth_frame(nh.mac, self.cfg.ports[nh.port_index].mac, ETH_MPLS,
+                                        data.data)
 
-    def resolve(self, vrf_index: int, p: Parsed, key: FlowKey) -> Optional[NextHop]:
-        """Stateless: route, then the group member by the hash (packet mode)."""
+    def resolve(self, vrf_index: int, p: Parsed, key: FlowKey):
+        """Stateless: route, then the group member by the hash (packet mode).
+        (next hop, group state or None, None) or None (no route)."""
         route = self.lpm[vrf_index][p.family].lookup(p.dst)
         if route is None:
             return None
         if not route.via_group:
-            return self.cfg.nexthops[route.via_index]
+            return self.cfg.nexthops[route.via_index], None, None
         gs = self.groups[route.via_index]
         m = select_member(gs, p, self.cfg.node.seed, self.frags, key)
         if m is None:
             return None
-        return self.member_nexthop(gs, m)
+        return self.member_nexthop(gs, m), gs, None
 
-    def flow_resolve(self, vrf_index: int, p: Parsed, key: FlowKey, fat: bool,
-                     length: int) -> NextHop | str | None:
+    def flow_resolve(self, vrf_index: int, p: Parsed, key: FlowKey, fat: bool, length: int):
         """Flow mode (docs/flow-table.md §4): the table decides, or a miss creates the
-        entry; a string is a drop reason."""
+        entry. (next hop, group state or None, the entry's hash or None when no entry),
+        None (no route) or a drop reason."""
         table, seed = self.flow_table, self.cfg.node.seed
         now = table.now()
         e = table.get(key)
         if e is not None:                       # hit: the entry's route result
             table.account(key, e, length, p.tcp_flags, now)
             if e.group is None:
-                return self.cfg.nexthops[e.nh_id]
+                return self.cfg.nexthops[e.nh_id], None, e.hash
             gs = self.groups[e.group]
             if gs.state[e.member] == REMOVED:
                 if gs.table is None:            # nowhere to go: entry left as it is
@@ -249,7 +418,7 @@ class ReferenceForwarder:
                 e.member = gs.bucket_member(e.hash)
                 table.counters["flow_rehashed"] += 1
             select_member(gs, p, seed, self.frags, key, pinned=e.member)
-            return self.member_nexthop(gs, e.member)
+            return self.member_nexthop(gs, e.member), gs, e.hash
         route = self.lpm[vrf_index][p.family].lookup(p.dst)
         if route is None:
             return None
@@ -259,6 +428,7 @@ class ReferenceForwarder:
             if gs.table is None:                # every member drained: no entry
                 return None
             m = select_member(gs, p, seed, self.frags, key)
+        h = None
         if table.full:
             table.counters["flow_table_full"] += 1
             if self.cfg.flow_table.on_full == "drop":
@@ -273,8 +443,8 @@ class ReferenceForwarder:
             table.insert(key, e)
             table.account(key, e, length, p.tcp_flags, now)
         if gs is None:
-            return self.cfg.nexthops[route.via_index]
-        return self.member_nexthop(gs, m)
+            return self.cfg.nexthops[route.via_index], None, h
+        return self.member_nexthop(gs, m), gs, h
 
     def member_nexthop(self, gs: GroupState, m: int) -> NextHop:
         gs.packets[m] += 1
@@ -288,6 +458,10 @@ class ReferenceForwarder:
 
     def frag_counters(self) -> dict[str, int]:
         return {"frag_followed": self.frags.followed, "frag_fallback": self.frags.fallback}
+
+    def mpls_counters(self) -> dict[str, int]:
+        """Node counters of docs/mpls.md §3 that are no drop: el_not_readable."""
+        return dict(self._mpls_counters)
 
     # ---- flow table and live group changes (the Core API) ---------------------------
 

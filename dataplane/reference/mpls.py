@@ -152,6 +152,14 @@ def ip_ttl(ip: bytes) -> int:
     return ip[8] if ip[0] >> 4 == 4 else ip[7]
 
 
+def ip_packet_length(ip: bytes) -> int:
+    """The IP packet's own length, without the Ethernet padding that may follow it:
+    IPv4 total length, IPv6 40 + payload length (§10: an overlay does not carry padding)."""
+    if ip[0] >> 4 == 4:
+        return struct.unpack_from("!H", ip, 2)[0]
+    return 40 + struct.unpack_from("!H", ip, 4)[0]
+
+
 def ip_precedence(ip: bytes) -> int:
     """The TC pushed over an IP packet: the top 3 bits of the TOS / traffic class."""
     tos = ip[1] if ip[0] >> 4 == 4 else (ip[0] & 0xF) << 4 | ip[1] >> 4
