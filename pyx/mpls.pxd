@@ -344,18 +344,17 @@ cdef inline void write_push(mpls_t *mp, uint8_t *dst, const nexthop_t *nh, uint3
     """The next hop's precomputed transport entries (ELI/EL placed at config time), one
     copy: TC and TTL ORed in (ELI and EL keep TTL 0), the EL value, S on the last when
     nothing follows. Counts el_not_readable."""
-    cdef uint32_t st[MAX_PUSH]
-    cdef uint32_t n = nh.n_push, i, all_ = be32((tc << 9) | ttl), pair = be32(tc << 9)
-    for i in range(n):
-        st[i] = nh.push[i] | all_
-    if nh.el_at >= 0:
-        st[nh.el_at - 1] = nh.push[nh.el_at - 1] | pair
-        st[nh.el_at] = nh.push[nh.el_at] | pair | be32(entropy_label(h) << 12)
-        if nh.el_unreadable:
-            mp.el_not_readable += 1
+    cdef uint32_t n = nh.n_push, i, w, tcw = be32(tc << 9), ttlw = be32(ttl)
+    cdef int el = nh.el_at
+    for i in range(n):             # word by word: a variable-length memcpy is rep movs
+        w = nh.push[i] | tcw | (ttlw & nh.ttl_on[i])
+        memcpy(dst + 4 * i, &w, 4)
+    if el >= 0:
+        w = nh.push[el] | tcw | be32(entropy_label(h) << 12)
+        memcpy(dst + 4 * el, &w, 4)
+        mp.el_not_readable += nh.el_unreadable
     if bottom and n:
-        st[n - 1] |= be32(0x100)
-    memcpy(dst, st, 4 * n)
+        dst[4 * n - 2] |= 1        # S: the low bit of an entry's third byte
 
 cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uint32_t tc,
                              uint32_t h) noexcept nogil:
@@ -366,7 +365,15 @@ cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uin
     cdef uint32_t inner = rlen + (8 if nh.tunnel == TUN_UDP else 4), s
     cdef uint16_t c
     cdef uint8_t ph[40]
-    memcpy(d, nh.outer, 14 + nh.olen)
+    # fixed-size copies (a variable length would be rep movs)
+    if nh.v6:
+        memcpy(d, nh.outer, 54)
+    else:
+        memcpy(d, nh.outer, 34)
+    if nh.tunnel == TUN_UDP:
+        memcpy(d + nh.olen + 6, nh.outer + nh.olen + 6, 8)
+    else:
+        memcpy(d + nh.olen + 10, nh.outer + nh.olen + 10, 4)
     if not nh.v6:
         ip[1] = <uint8_t>(tc << 5)
         s = 20 + inner
