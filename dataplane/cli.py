@@ -101,6 +101,9 @@ def print_summary(s: dict, title: str) -> None:
         out.print(f"flows: created {f['flow_created']:,}, aged {f['flow_aged']:,}, "
                   f"deleted {f['flow_deleted']:,}, rehashed {f['flow_rehashed']:,}, "
                   f"table full {f['flow_table_full']:,}, active {f['flows_active']:,}")
+    if s.get("mpls", {}).get("el_not_readable"):
+        out.print(f"mpls: {s['mpls']['el_not_readable']:,} pushes placed the entropy label "
+                  f"beyond the next hop's erld (el_not_readable)")
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")

@@ -121,7 +121,7 @@ class Forwarder:
                                                for g in self.cfg.groups])
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
                 "groups": groups, "fragments": self.core.frag_counters(),
-                "flows": self.core.flow_counters(),
+                "flows": self.core.flow_counters(), "mpls": self.core.mpls_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}

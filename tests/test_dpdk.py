@@ -148,6 +148,7 @@ CRAFTED = {
             {"prefix": "10.1.0.0/16", "via": "nh1"},
             {"prefix": "10.2.0.0/16", "via": "nh2"},
             {"prefix": "10.3.0.0/16", "via": "spines"},
+            {"prefix": "10.9.0.0/16", "via": "lsp"},
             {"prefix": "192.168.0.0/16", "via": "host"},
             {"prefix": "2001:db8:1::/48", "via": "nh1"},
             {"prefix": "2001:db8:3::/48", "via": "spines"},
@@ -159,7 +160,9 @@ CRAFTED = {
                  "nh2": {"port": "up2", "mac": "02:00:00:00:02:01"},
                  "s1": {"port": "up1", "mac": "02:00:00:00:01:02"},
                  "s2": {"port": "up2", "mac": "02:00:00:00:02:02"},
-                 "host": {"port": "p0", "mac": "02:00:00:00:c0:01"}},
+                 "host": {"port": "p0", "mac": "02:00:00:00:c0:01"},
+                 "lsp": {"port": "up1", "mac": "02:00:00:00:01:09", "labels": [16001, 16002],
+                         "entropy": True, "erld": 2}},
     "groups": {"spines": {"members": [{"nexthop": "s1", "weight": 1},
                                       {"nexthop": "s2", "weight": 1}]}},
     "pseudowires": {"pw1": {"ac_port": "ce1", "label": 500, "via": "spines",
@@ -269,6 +272,7 @@ def crafted_inputs():
         (e(MPLS(label=501, ttl=9), Raw(bytes(4)), Ether(src="00:00:0c:06:00:02",
            dst="48:2c:a0:00:00:01"), ip("192.168.2.20"), udp, tag(next(n))), "ce1"),
         (e(MPLS(label=999, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "no_lfib_entry"),
+        *[(e(ip(f"10.9.0.{i}"), udp, tag(next(n))), "up1") for i in range(3)],   # push
         (e(MPLS(label=100, ttl=1), ip("10.1.0.1"), udp, tag(next(n))), "mpls_ttl_expired"),
         (e(MPLS(label=1, ttl=9), ip("10.1.0.1"), udp, tag(next(n))), "unsupported"),
         (bytes(e(MPLS(label=100, s=0), MPLS(label=200, s=0)))[:20], "truncated"),
@@ -337,6 +341,7 @@ def test_replay_crafted_multi_port(tmp_path):
         assert got["drops"] == {r: hand[name][r] for r in DROP_REASONS}, name
     assert summary["ports"]["p0"]["tx"] == hand["p0"]["tx"]
     assert summary["ports"]["r0"]["tx"] == 0
+    assert summary["mpls"]["el_not_readable"] == 3      # erld 2: the EL cannot be read
     assert summary["ports"]["ce1"]["tx"] == hand["ce1"]["tx"]
     spread = (summary["ports"]["up1"]["tx"] - hand["up1"]["tx"],
               summary["ports"]["up2"]["tx"] - hand["up2"]["tx"])

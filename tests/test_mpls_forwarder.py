@@ -9,8 +9,10 @@ the docs' own vectors (docs/hashing.md `v4-tcp-seed`, docs/mpls.md §12) pin the
 """
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
+import subprocess
 
 import pytest
 from scapy.contrib.mpls import MPLS
@@ -18,6 +20,7 @@ from scapy.layers.inet import GRE, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
+from scapy.utils import wrpcap
 
 from dataplane import ecmp, hashing
 from dataplane.config import load_text
@@ -812,3 +815,50 @@ def test_fat_flow_rules_of_the_ingress_port_apply_to_popped_packets(backend):
     assert len(out) == 4
     [flow] = fwd.flows()
     assert (flow["vrf"], flow["sport"], flow["dport"], flow["packets"]) == (1, 0, 53, 4)
+
+
+# ---- tshark: a second, independent dissector of every encapsulation ----------------------
+
+TSHARK = shutil.which("tshark")
+
+
+def tshark_rows(tmp_path, frames, *fields):
+    """One row per frame: every occurrence of each field, as a list."""
+    path = tmp_path / "out.pcap"
+    wrpcap(str(path), [Raw(f) for f in frames], linktype=1)
+    cmd = [TSHARK, "-r", str(path), "-T", "fields", "-E", "occurrence=a",
+           "-E", "aggregator=,"] + [a for f in fields for a in ("-e", f)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [[v.split(",") if v else [] for v in line.split("\t")] for line in out.splitlines()]
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed (make deps installs it)")
+def test_tshark_dissects_our_encapsulations(backend, tmp_path):
+    """Push with ELI/EL, PW with FAT and control word, MPLS-over-UDP and MPLS-over-GRE,
+    as the forwarder wrote them, read back by Wireshark's dissectors."""
+    fwd = backend(CFG)
+    pkt = v4_tcp(dst="10.1.0.9", ttl=64)
+    push = one(fwd, from_p0(pkt), P0, UP1, "lsp")
+    pw = one(fwd, inner_frame(), CE1, UP1, "lsp")
+    udp = one(fwd, from_p0(v4_udp("10.5.0.9")), P0, UP3, "udp-gw", 0x0800)
+    gre = one(fwd, from_p0(v4_udp("10.6.0.9")), P0, UP3, "gre-gw", 0x0800)
+    rows = tshark_rows(tmp_path, [push, pw, udp, gre], "frame.protocols", "mpls.label",
+                       "mpls.bottom", "mpls.ttl", "udp.dstport", "gre.proto", "ip.dst")
+    # push: transport, ELI 7 (tshark names it), EL, bottom of stack, then the IP packet
+    protos, labels, bottoms, ttls = rows[0][0][0].split(":"), *rows[0][1:4]
+    assert protos[:3] == ["eth", "ethertype", "mpls"] and "ip" in protos
+    assert labels[:2] == ["16001", "7"] and len(labels) == 3
+    assert bottoms == ["0", "0", "1"] and ttls == ["63", "0", "0"]
+    assert rows[0][6] == ["10.1.0.9"]
+    # PW: transport, ELI, EL, PW label, FAT (bottom, TTL 1), then the control word
+    labels, bottoms, ttls = rows[1][1:4]
+    assert labels[0] == "16001" and labels[1] == "7" and len(labels) == 5
+    assert bottoms[-1] == "1" and ttls[-1] == "1"
+    # MPLS-over-UDP: destination port 6635, an MPLS stack inside
+    protos = rows[2][0][0].split(":")
+    assert "udp" in protos and "mpls" in protos[protos.index("udp"):]
+    assert rows[2][4] == ["6635", "53"] and rows[2][1] == ["20"]     # outer, inner UDP
+    # MPLS-over-GRE: protocol 0x8847, an MPLS stack inside
+    protos = rows[3][0][0].split(":")
+    assert "gre" in protos and "mpls" in protos[protos.index("gre"):]
+    assert rows[3][5] == ["0x8847"] and rows[3][1] == ["21"]
