@@ -11,6 +11,8 @@ from parse cimport flow_key_t, pkt_t
 cdef enum:
     TCP_FIN = 0x01
     TCP_RST = 0x04
+    EMC_SLOTS = 4096           # exact-match cache in front of rte_hash (power of two)
+    EMC_INSERT = 16            # one bulk-lookup hit in EMC_INSERT is cached
 
 ctypedef struct flow_entry_t:
     uint64_t packets
@@ -20,7 +22,7 @@ ctypedef struct flow_entry_t:
     uint64_t closing_since     # TSC; 0 = not closing
     uint32_t nh_id             # route result: next-hop id or NH_GROUP | group
     uint32_t hash              # flow entropy (docs/hashing.md), computed once
-    uint32_t gen               # routing generation the entry was resolved in
+    uint32_t gen               # creation number (never 0): validates EMC slots
     uint16_t member            # pinned group member slot, or NO_MEMBER
     uint16_t in_port
     uint8_t valid
@@ -28,9 +30,19 @@ ctypedef struct flow_entry_t:
     uint8_t fin                # a FIN was sent in this direction
     uint8_t rst
 
+ctypedef struct emc_slot_t:
+    flow_key_t key
+    uint32_t sig
+    int32_t pos                # the key's rte_hash position
+    uint32_t gen               # entries[pos].gen when cached; 0 = empty
+    uint32_t pad
+
 ctypedef struct flow_table_t:
     rte_hash *h
     flow_entry_t *entries
+    emc_slot_t *emc            # EMC_SLOTS direct-mapped by signature
+    uint32_t next_gen
+    uint32_t emc_tick
     uint32_t capacity
     uint32_t cursor            # aging position
     uint64_t idle_tsc
@@ -52,6 +64,37 @@ cdef inline uint32_t flow_sig(const flow_key_t *k) noexcept nogil:
     c = rte_hash_crc_8byte(w[3], c)
     c = rte_hash_crc_8byte(w[4], c)
     return rte_hash_crc_8byte(w[5], c)
+
+cdef inline bint key_eq(const flow_key_t *a, const flow_key_t *b) noexcept nogil:
+    cdef const uint64_t *x = <const uint64_t *>a
+    cdef const uint64_t *y = <const uint64_t *>b
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) |
+            (x[4] ^ y[4]) | (x[5] ^ y[5])) == 0
+
+cdef inline int32_t emc_find(const flow_table_t *ft, const flow_key_t *k,
+                             uint32_t sig) noexcept nogil:
+    """The EMC's position for k, or -1. A slot is only a hint: it counts when the entry
+    at its position is still the one it cached (valid, same creation number)."""
+    cdef const emc_slot_t *s = &ft.emc[sig & (EMC_SLOTS - 1)]
+    cdef const flow_entry_t *e
+    if s.sig != sig or not key_eq(&s.key, k):
+        return -1
+    e = &ft.entries[s.pos]
+    if e.valid and e.gen == s.gen:
+        return s.pos
+    return -1
+
+cdef inline void emc_put(flow_table_t *ft, const flow_key_t *k, uint32_t sig,
+                         int32_t pos) noexcept nogil:
+    cdef emc_slot_t *s
+    ft.emc_tick += 1
+    if ft.emc_tick % EMC_INSERT:       # sampled: a million flows must not thrash it
+        return
+    s = &ft.emc[sig & (EMC_SLOTS - 1)]
+    s.key = k[0]
+    s.sig = sig
+    s.pos = pos
+    s.gen = ft.entries[pos].gen
 
 cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
     cdef void *key

@@ -41,7 +41,8 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
                    transit_hash, frame_hash, entropy_label, write_push, write_outer, be32,
                    MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
-from flow cimport flow_table_t, flow_entry_t, flow_tcp, flow_age, flow_delete, flow_sig
+from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
+                  flow_sig, emc_find, emc_put, EMC_SLOTS)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
 
@@ -411,6 +412,9 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef uint8_t cslot[64]         # signature & 63 → index into the created arrays
     cdef bint ccollide = 0
     cdef uint16_t idx[BURST]
+    cdef uint32_t ksig[BURST]      # signatures of the keyed packets, kidx their index
+    cdef uint16_t kidx[BURST]
+    cdef uint16_t nkeyed = 0
     cdef pkt_t *p
     cdef flow_key_t *key
     cdef flow_entry_t *e
@@ -437,16 +441,28 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         if res[i] == 0 and p.act == ACT_IP and p.l4:   # non-first fragments: no table
             build_key(p, p.vrf, &K[i])
             agg[i] = fat_mask(&pt.fat, &K[i])
-            kp[nk] = &K[i]
-            sig[nk] = flow_sig(&K[i])
-            idx[nk] = i
-            nk += 1
-    # 2. one bulk lookup for the burst
+            ksig[nkeyed] = flow_sig(&K[i])
+            rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
+            kidx[nkeyed] = i
+            nkeyed += 1
+    # 2. the exact-match cache, then one bulk lookup for the rest of the burst
+    for j in range(nkeyed):
+        i = kidx[j]
+        a = emc_find(ft, &K[i], ksig[j])
+        if a >= 0:                                 # cached: no rte_hash lookup
+            at[i] = a
+            continue
+        kp[nk] = &K[i]
+        sig[nk] = ksig[j]
+        idx[nk] = i
+        nk += 1
     if nk:
         rte_hash_lookup_with_hash_bulk(ft.h, kp, sig, nk, pos)
         for j in range(nk):
             at[idx[j]] = pos[j]
             res[idx[j]] = -1 - <int>j if pos[j] < 0 else 0    # a miss remembers its sig
+            if pos[j] >= 0:
+                emc_put(ft, &K[idx[j]], sig[j], pos[j])
     # 3. decide, rewrite, stage
     memset(cslot, 0xff, sizeof(cslot))
     for i in range(n):
@@ -527,6 +543,10 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     e = &ft.entries[a]
                     memset(e, 0, sizeof(flow_entry_t))
                     e.valid = 1
+                    ft.next_gen += 1
+                    if ft.next_gen == 0:           # 0 marks an empty EMC slot
+                        ft.next_gen = 1
+                    e.gen = ft.next_gen
                     e.aggregate = agg[i]
                     e.nh_id = nh_id
                     e.member = mem
@@ -775,7 +795,8 @@ cdef class Core:
         ft.h = <rte_hash *>check_ptr(rte_hash_create(&hp),
                                      f"rte_hash_create(flow table, {spec.entries} entries)")
         ft.entries = <flow_entry_t *>calloc(spec.entries, sizeof(flow_entry_t))
-        if ft.entries == NULL:
+        ft.emc = <emc_slot_t *>calloc(EMC_SLOTS, sizeof(emc_slot_t))
+        if ft.entries == NULL or ft.emc == NULL:
             raise MemoryError("flow table entries")
         ft.capacity = spec.entries
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
@@ -1214,6 +1235,8 @@ cdef class Core:
             self.c.flows.h = NULL
         free(self.c.flows.entries)
         self.c.flows.entries = NULL
+        free(self.c.flows.emc)
+        self.c.flows.emc = NULL
         self.c.flows.capacity = 0
 
     def __dealloc__(self):

@@ -984,3 +984,29 @@ def test_config_fat_flow_errors():
     assert port_errors(f"    fat_flow_exclude: [{prefixes}]") == [
         "lab.yaml: ports[0].fat_flow_exclude: must be a list of 0 to 16 prefixes, "
         "got 17 prefixes"]
+
+
+def test_cached_flow_deleted_then_its_slot_reused(backend):
+    """The core caches hot flows in an exact-match cache in front of rte_hash. A flow hit
+    often enough to be cached, then aged out, then its table position taken by another
+    flow (the table is filled to capacity) must not hit the other flow's entry: the
+    packet is a new flow again, here refused by the full table (on_full: hash)."""
+    fwd = backend(config(flow_table=FlowTable(entries=1024)))
+    fwd.set_clock(10.0)
+    hot = tcp4("100.64.0.1", "10.2.0.1", 1000, 80)
+    for _ in range(48):                      # separate bursts: each one a table lookup
+        send(fwd, [hot])
+    assert [f["packets"] for f in fwd.flows()] == [48]
+    fwd.set_clock(1000.0)
+    fwd.age_all()
+    assert fwd.flows() == []
+    others = [tcp4(f"100.65.{i // 256}.{i % 256}", "10.2.0.1", 2000, 80) for i in range(1024)]
+    for k in range(0, 1024, 32):
+        send(fwd, others[k:k + 32])
+    assert fwd.flow_counters()["flows_active"] == 1024
+    send(fwd, [hot])
+    flows = fwd.flows()
+    assert len(flows) == 1024 and all(f["packets"] == 1 for f in flows)
+    assert "100.64.0.1" not in {f["src"] for f in flows}
+    c = fwd.flow_counters()
+    assert (c["flow_created"], c["flow_table_full"]) == (1 + 1024, 1)
