@@ -26,6 +26,7 @@ from dataplane import ecmp, hashing
 from dataplane.config import load_text
 from dataplane.crc32c import crc32c_raw
 from dataplane.drops import DROP_REASONS
+import test_forwarding as tf
 
 SEED = 0x5EED0001
 CONFIG = """\
@@ -198,14 +199,8 @@ def decode_stack(data: bytes, off: int):
             return out, data[off:]
 
 
-def delta(before: dict, after: dict) -> dict:
-    return {p: {k: after[p][k] - before[p][k] for k in after[p]} for p in after}
-
-
 def run(fwd, frames, port):
-    before = fwd.counters()
-    out = fwd.process(port, [bytes(f) for f in frames])
-    return out, delta(before, fwd.counters())
+    return tf.run(fwd, frames, port)
 
 
 def one(fwd, frame, port=CORE, egress=None, nexthop=None, etype=0x8847) -> bytes:
@@ -227,21 +222,12 @@ def one(fwd, frame, port=CORE, egress=None, nexthop=None, etype=0x8847) -> bytes
     return data
 
 
-def nexthop_taken(cfg, egress: int, data: bytes) -> str:
-    hits = [nh.name for nh in cfg.nexthops if nh.port_index == egress and nh.mac == data[:6]]
-    assert len(hits) == 1, hits
-    return hits[0]
+nexthop_taken = tf.nexthop_of
 
 
 def dropped(fwd, frame, port=CORE) -> str:
     """Run one frame that must drop; the one reason counted on the ingress port."""
-    out, ctr = run(fwd, [frame], port)
-    assert out == []
-    name = fwd.cfg.ports[port].name
-    reasons = {r: n for r, n in ctr[name].items() if r in DROP_REASONS and n}
-    assert ctr[name]["rx"] == 1 and sum(reasons.values()) == 1, ctr
-    assert all(c["tx"] == 0 for c in ctr.values())
-    return next(iter(reasons))
+    return tf.dropped(fwd, frame, port)
 
 
 def v4_tcp(dst="10.0.0.2", src="10.0.0.1", ttl=64, tos=0, sport=1234, dport=80, ip_id=1):
