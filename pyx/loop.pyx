@@ -91,11 +91,16 @@ ctypedef struct ctx_t:
 assert D_TX_FULL - D_PARSE_ERROR == 6 and D_FLOW_TABLE_FULL == D_TX_FULL + 1
 assert D_MPLS_TTL_EXPIRED == D_NO_LFIB_ENTRY + 1 == D_FLOW_TABLE_FULL + 2
 DEF NO_PW = 0xffff
-DEF MAX_STACK_OUT = 16
 
 
 cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
     return c.fake_now if c.fake_now else rte_rdtsc()
+
+
+cdef inline void drop(port_t *pt, rte_mbuf *m, int reason) noexcept nogil:
+    """Free a packet and count it under its drop reason on the ingress port."""
+    pt.cnt[reason] += 1
+    rte_pktmbuf_free(m)
 
 
 cdef inline int ingress(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
@@ -144,8 +149,7 @@ cdef inline const nexthop_t *pick(ctx_t *c, port_t *pt, uint32_t via, uint32_t h
         return &c.nhs[via]
     g = &c.groups[via & ~(<uint32_t>NH_GROUP)]
     if g.n_buckets == 0:
-        pt.cnt[D_NO_ROUTE] += 1
-        rte_pktmbuf_free(m)
+        drop(pt, m, D_NO_ROUTE)
         return NULL
     mem = g.buckets[bucket_of(h, g.n_buckets)]
     g.member_pkts[mem] += 1
@@ -157,8 +161,7 @@ cdef inline bint finish_labelled(ctx_t *c, port_t *pt, rte_mbuf *m, uint8_t *d,
     """Ethernet (EtherType 0x8847) or the overlay in front of a label region that is
     already written at d + 14 + nh.olen; d NULL: no headroom (never with 128 bytes)."""
     if d == NULL:
-        pt.cnt[D_UNSUPPORTED] += 1
-        rte_pktmbuf_free(m)
+        drop(pt, m, D_UNSUPPORTED)
         return 0
     if nh.tunnel != TUN_NONE:
         write_outer(d, nh, m.data_len - 14 - nh.olen, tc, h)
@@ -185,7 +188,7 @@ cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
     cdef const lfib_entry_t *ent
     cdef const pw_t *pw
     cdef const nexthop_t *nh
-    cdef uint32_t st[MAX_STACK_OUT]
+    cdef uint32_t st[MAX_PUSH]
     cdef uint32_t h = 0, via, tc, i, n, o
     cdef uint8_t *d
     if p.act == ACT_SWAP:
@@ -331,8 +334,7 @@ cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t n
     cdef const nexthop_t *nh
     if g != NULL:
         if mem == NO_MEMBER:
-            pt.cnt[D_NO_ROUTE] += 1
-            rte_pktmbuf_free(m)
+            drop(pt, m, D_NO_ROUTE)
             return
         g.member_pkts[mem] += 1
         nh_id = g.member_nh[mem]
@@ -375,8 +377,7 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
                 continue
             r = route(&c.vrfs[p.vrf], &p, &nh_id)
         if r:
-            pt.cnt[r] += 1
-            rte_pktmbuf_free(m)
+            drop(pt, m, r)
             continue
         if nh_id & NH_GROUP:
             gid = nh_id & ~(<uint32_t>NH_GROUP)
@@ -469,8 +470,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         m = pkts[i]
         r = res[i]
         if r > 0:
-            pt.cnt[r] += 1
-            rte_pktmbuf_free(m)
+            drop(pt, m, r)
             continue
         p = &P[i]
         if p.act != ACT_IP:
@@ -516,8 +516,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         else:
             r = route(&c.vrfs[p.vrf], p, &nh_id)
             if r:
-                pt.cnt[r] += 1
-                rte_pktmbuf_free(m)
+                drop(pt, m, r)
                 continue
             if nh_id & NH_GROUP:
                 gid = nh_id & ~(<uint32_t>NH_GROUP)
@@ -528,16 +527,14 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     h = stateless_hash(c, pt, g, p, key, in_port)
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now, h)
                 if mem == NO_MEMBER:           # every member drained: no entry
-                    pt.cnt[D_NO_ROUTE] += 1
-                    rte_pktmbuf_free(m)
+                    drop(pt, m, D_NO_ROUTE)
                     continue
             if lookup:
                 a = rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
                 if a < 0:
                     ft.full += 1
                     if ft.on_full_drop:
-                        pt.cnt[D_FLOW_TABLE_FULL] += 1
-                        rte_pktmbuf_free(m)
+                        drop(pt, m, D_FLOW_TABLE_FULL)
                         continue
                 else:
                     e = &ft.entries[a]
