@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import struct
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -65,6 +66,11 @@ class Forwarder:
         self.cfg, self._core_mod = cfg, _core
         self.worker_lcore()            # a bad lcore list fails before EAL starts
         _core.eal_init(eal_args(cfg, extra_eal))
+        if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
+            err = _core.lock_memory()
+            if err:
+                print(f"warning: mlockall: {os.strerror(err)}; memory stays unlocked "
+                      "(flow setup will page-fault)", file=sys.stderr)
         _core.pool_create(cfg.eal.mbufs, cfg.eal.mbuf_size)
         self.pool_start = _core.pool_in_use()
         self.core = _core.Core(cfg)

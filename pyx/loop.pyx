@@ -9,6 +9,8 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset, memcmp
+from libc.errno cimport errno
+from posix.mman cimport mlockall, MCL_CURRENT, MCL_FUTURE
 
 from includes.rte_eal cimport rte_eal_init
 from includes.rte_launch cimport rte_eal_remote_launch, rte_eal_wait_lcore
@@ -673,6 +675,15 @@ def eal_init(list args):
     finally:
         free(argv)                    # EAL copies what it keeps
     _eal_ready = True
+
+
+def lock_memory():
+    """Lock the process's pages, now and future, as testpmd does by default: with
+    --no-huge EAL memory (and the flow table) would otherwise be faulted in, page by
+    page, by the worker while it sets up flows. 0, or the errno of mlockall()."""
+    if mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
+        return 0
+    return errno
 
 
 def eal_ready():

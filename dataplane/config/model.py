@@ -32,6 +32,7 @@ class Eal:
     no_huge: bool = True
     mbufs: int = 8192                           # mbuf pool size
     mbuf_size: int = 2176                       # data room incl. 128 B headroom
+    mlock: bool = True                          # mlockall() after EAL init (as testpmd)
     extra: list[str] = field(default_factory=list)
 
 

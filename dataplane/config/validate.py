@@ -305,7 +305,7 @@ def hash_fields_unique(ctx, value):
 EAL = record({
     "lcores": (lcores, Eal.lcores), "memory_mb": (integer(64, 65536), Eal.memory_mb),
     "no_huge": (boolean, Eal.no_huge), "mbufs": (integer(1024), Eal.mbufs),
-    "mbuf_size": (integer(256, 65535), Eal.mbuf_size),
+    "mbuf_size": (integer(256, 65535), Eal.mbuf_size), "mlock": (boolean, Eal.mlock),
     "extra": (list_of(string), list)}, Eal)
 FLOW_TABLE = record({
     "entries": (power_of_two(1024, 1 << 30), FlowTable.entries),
