@@ -44,13 +44,13 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
                    MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
+                  flow_age_paced, AGE_SLICE,
                   flow_sig, emc_find, emc_put, EMC_SLOTS)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
 
 DEF BURST = 32
 DEF MAX_PORTS = 32
-DEF AGE_SLICE = 64             # flow entries looked at per loop iteration
 
 ctypedef struct port_t:
     uint16_t port_id           # DPDK port id
@@ -607,6 +607,7 @@ cdef int worker(void *arg) noexcept nogil:
     cdef uint16_t i, j, n, k
     cdef port_t *dst
     cdef uint64_t now, last = rte_rdtsc()
+    c.flows.age_next = last
     while not dp_flag_get(&c.stop):
         for i in range(c.nports):
             if not c.ports[i].rx:
@@ -623,8 +624,7 @@ cdef int worker(void *arg) noexcept nogil:
             flush_all(c)
             last = now
         if c.flows.capacity:
-            flow_age(&c.flows, now, AGE_SLICE if c.flows.capacity > AGE_SLICE
-                     else c.flows.capacity)
+            flow_age_paced(&c.flows, now)
         c.loops += 1
     flush_all(c)
     return 0
@@ -810,6 +810,10 @@ cdef class Core:
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
+        # sweep period: a quarter of the shorter timeout, from 1 ms to 1 s
+        sweep = min(1.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
+        ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
+                          max(1, spec.entries // AGE_SLICE))
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh

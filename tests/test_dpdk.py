@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
@@ -514,6 +515,25 @@ def test_run_net_pcap_infinite_rx(tmp_path):
     s = run_json(tmp_path, run_config(tmp_path, f"net_pcap0,rx_pcap={pcap},infinite_rx=1"))
     check_cycle_counts(s, cycle)
     assert s["rx"] > 10 * len(cycle)
+
+
+def test_run_worker_ages_flows_by_itself(tmp_path):
+    """The worker's paced aging, with no age_all() from a test: 300 flows replayed once
+    into a flow-mode port with a 0.2 s idle timeout are all created, then all aged out
+    by the worker within the run (flows_active back to 0)."""
+    frames = [bytes(Ether(src=SRC_MAC, dst=port_mac(0)) /
+                    IP(src=f"100.64.{i // 200}.{i % 200 + 1}", dst="10.3.0.1") /
+                    UDP(sport=1000 + i, dport=53)) for i in range(300)]
+    pcap = write_pcap(tmp_path / "flows.pcap", frames)
+    doc = yaml.safe_load(run_config(tmp_path, f"net_pcap0,rx_pcap={pcap}").read_text())
+    doc["ports"][0]["mode"] = "flow"
+    doc["flow_table"] = {"entries": 4096, "idle_timeout": 0.2}
+    s = run_json(tmp_path, write_config(tmp_path / "age.yaml", doc), duration=1.5)
+    assert s["ports"]["p0"]["rx"] == 300
+    assert s["ports"]["up1"]["tx"] + s["ports"]["up2"]["tx"] == 300
+    f = s["flows"]
+    assert (f["flow_created"], f["flow_aged"], f["flow_deleted"], f["flows_active"]) == \
+        (300, 300, 300, 0)
 
 
 def tap_name() -> str:
