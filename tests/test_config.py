@@ -28,6 +28,7 @@ eal:
   memory_mb: 1024
   no_huge: false
   mbufs: 16384
+  mlock: false
   extra: ["--no-pci", "--file-prefix=dp1"]
 
 flow_table:
@@ -119,7 +120,7 @@ def test_full_config_builds_the_model():
     assert config.node.tunnel_address == ipaddress.IPv4Address("192.0.2.1")
 
     assert (config.eal.lcores, config.eal.memory_mb, config.eal.no_huge,
-            config.eal.mbufs) == ("0,2-3", 1024, False, 16384)
+            config.eal.mbufs, config.eal.mlock) == ("0,2-3", 1024, False, 16384, False)
     assert config.eal.extra == ["--no-pci", "--file-prefix=dp1"]
     ft = config.flow_table
     assert (ft.entries, ft.idle_timeout, ft.tcp_close_timeout, ft.on_full) == \
@@ -206,7 +207,8 @@ ports: [{name: p0, devargs: net_ring0, mac: "02:00:00:00:00:01"}]
     assert config.node.seed == 0xE3069283           # CRC32-C check value
     assert config.node.tunnel_address is None
     assert (config.eal.lcores, config.eal.memory_mb, config.eal.no_huge,
-            config.eal.mbufs, config.eal.extra) == ("0-1", 512, True, 8192, [])
+            config.eal.mbufs, config.eal.extra, config.eal.mlock) == \
+        ("0-1", 512, True, 8192, [], True)
     ft = config.flow_table
     assert (ft.entries, ft.idle_timeout, ft.tcp_close_timeout, ft.on_full) == \
         (1 << 20, 300.0, 10.0, "hash")
