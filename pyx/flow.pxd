@@ -45,7 +45,8 @@ ctypedef struct flow_table_t:
     emc_slot_t *emc            # EMC_SLOTS direct-mapped by signature
     uint32_t next_gen
     uint32_t emc_tick
-    uint32_t capacity
+    uint32_t capacity          # flows at most (flow_table.entries)
+    uint32_t slots             # rte_hash key slots = entries[] length: 2 × capacity
     uint32_t cursor            # aging position
     uint64_t age_step          # TSC between slices: one sweep per sweep period
     uint64_t age_next          # TSC of the next slice
@@ -100,6 +101,9 @@ cdef inline void emc_put(flow_table_t *ft, const flow_key_t *k, uint32_t sig,
     s.pos = pos
     s.gen = ft.entries[pos].gen
 
+cdef inline bint flow_full(const flow_table_t *ft) noexcept nogil:
+    return ft.created - ft.deleted >= ft.capacity
+
 cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
     cdef void *key
     if rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
@@ -147,7 +151,7 @@ cdef inline void flow_age(flow_table_t *ft, uint64_t now, uint32_t budget) noexc
             flow_delete(ft, ft.cursor)
             ft.aged += 1
         ft.cursor += 1
-        if ft.cursor == ft.capacity:
+        if ft.cursor == ft.slots:
             ft.cursor = 0
 
 
@@ -157,10 +161,10 @@ cdef inline void flow_age_paced(flow_table_t *ft, uint64_t now) noexcept nogil:
     entries array through the cache on every burst). Behind schedule (a short timeout,
     a busy worker), it catches up AGE_CATCHUP slices per iteration."""
     cdef int i = 0
-    cdef uint32_t slice = AGE_SLICE if ft.capacity > AGE_SLICE else ft.capacity
+    cdef uint32_t slice = AGE_SLICE if ft.slots > AGE_SLICE else ft.slots
     while <int64_t>(now - ft.age_next) >= 0:
         if i == AGE_CATCHUP:
-            if <int64_t>(now - ft.age_next) > <int64_t>(ft.age_step * (ft.capacity // slice)):
+            if <int64_t>(now - ft.age_next) > <int64_t>(ft.age_step * (ft.slots // slice)):
                 ft.age_next = now              # a sweep behind: drop the debt, go on
             return
         flow_age(ft, now, slice)

@@ -44,7 +44,7 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
                    MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
-                  flow_age_paced, AGE_SLICE,
+                  flow_age_paced, flow_full, AGE_SLICE,
                   flow_sig, emc_find, emc_put, EMC_SLOTS)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
@@ -532,7 +532,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     drop(pt, m, D_NO_ROUTE)
                     continue
             if lookup:
-                a = rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
+                a = -1 if flow_full(ft) else \
+                    rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
                 if a < 0:
                     ft.full += 1
                     if ft.on_full_drop:
@@ -795,25 +796,29 @@ cdef class Core:
         name = f"flows_{_table_seq}".encode()
         memset(&hp, 0, sizeof(hp))
         hp.name = name
-        hp.entries = spec.entries
+        # twice the slots: the cuckoo buckets stay at most half full, where an insert
+        # rarely has to displace keys (each displacement step is a cache miss;
+        # docs/flow-table.md §6); flow_full() caps the flows at `entries`
+        hp.entries = 2 * spec.entries
         hp.key_len = sizeof(flow_key_t)
         hp.hash_func = flow_sig_fn
         hp.socket_id = rte_socket_id()
         hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
         ft.h = <rte_hash *>check_ptr(rte_hash_create(&hp),
                                      f"rte_hash_create(flow table, {spec.entries} entries)")
-        ft.entries = <flow_entry_t *>calloc(spec.entries, sizeof(flow_entry_t))
+        ft.entries = <flow_entry_t *>calloc(hp.entries, sizeof(flow_entry_t))
         ft.emc = <emc_slot_t *>calloc(EMC_SLOTS, sizeof(emc_slot_t))
         if ft.entries == NULL or ft.emc == NULL:
             raise MemoryError("flow table entries")
         ft.capacity = spec.entries
+        ft.slots = hp.entries
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
         # sweep period: a quarter of the shorter timeout, from 1 ms to 1 s
         sweep = min(1.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
         ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
-                          max(1, spec.entries // AGE_SLICE))
+                          max(1, ft.slots // AGE_SLICE))
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh
@@ -1166,7 +1171,7 @@ cdef class Core:
     def age_all(self):
         """Sweep the whole flow table once (the worker sweeps it a slice at a time)."""
         if self.c.flows.h != NULL:
-            flow_age(&self.c.flows, clock_now(self.c), self.c.flows.capacity)
+            flow_age(&self.c.flows, clock_now(self.c), self.c.flows.slots)
 
     def flow_counters(self):
         cdef flow_table_t *ft = &self.c.flows
@@ -1178,7 +1183,7 @@ cdef class Core:
     def flow_flush(self):
         cdef flow_table_t *ft = &self.c.flows
         cdef uint32_t i
-        for i in range(ft.capacity):
+        for i in range(ft.slots):
             if ft.entries[i].valid:
                 flow_delete(ft, i)
 
@@ -1191,7 +1196,7 @@ cdef class Core:
         cdef uint32_t i
         cdef double hz = rte_get_tsc_hz()
         out = []
-        for i in range(ft.capacity):
+        for i in range(ft.slots):
             e = &ft.entries[i]
             if not e.valid or rte_hash_get_key_with_position(ft.h, i, &kv) != 0:
                 continue
@@ -1250,6 +1255,7 @@ cdef class Core:
         free(self.c.flows.emc)
         self.c.flows.emc = NULL
         self.c.flows.capacity = 0
+        self.c.flows.slots = 0
 
     def __dealloc__(self):
         if self.c != NULL:
