@@ -44,7 +44,7 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
                    MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
-                  flow_age_paced, flow_full, AGE_SLICE,
+                  flow_age_paced, flow_full, key_eq, AGE_SLICE,
                   flow_sig, emc_find, emc_put, EMC_SLOTS)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
@@ -412,8 +412,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef uint16_t cidx[BURST]
     cdef int32_t cpos[BURST]
     cdef uint16_t nc = 0
-    cdef uint8_t cslot[64]         # signature & 63 → index into the created arrays
-    cdef bint ccollide = 0
+    cdef uint8_t cslot[64]         # signature & 63 → the last entry created there,
+    cdef uint8_t cnext[BURST]      # and each created entry's predecessor (0xff: none)
     cdef uint16_t idx[BURST]
     cdef uint32_t ksig[BURST]      # signatures of the keyed packets, kidx their index
     cdef uint16_t kidx[BURST]
@@ -488,17 +488,13 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             e = &ft.entries[at[i]]
         elif lookup and nc:
             # a packet of a flow created earlier in this burst is a hit (no route lookup):
-            # created entries are indexed by their signature's low bits
+            # created entries are chained by their signature's low bits
             j = cslot[sig[-1 - r] & 63]
-            if j != 0xff and csig[j] == sig[-1 - r] and \
-                    memcmp(&K[cidx[j]], key, sizeof(flow_key_t)) == 0:
-                e = &ft.entries[cpos[j]]
-            elif ccollide:
-                for j in range(nc):
-                    if csig[j] == sig[-1 - r] and memcmp(&K[cidx[j]], key,
-                                                         sizeof(flow_key_t)) == 0:
-                        e = &ft.entries[cpos[j]]
-                        break
+            while j != 0xff:
+                if csig[j] == sig[-1 - r] and key_eq(&K[cidx[j]], key):
+                    e = &ft.entries[cpos[j]]
+                    break
+                j = cnext[j]
         if e != NULL:
             nh_id = e.nh_id
             h = e.hash
@@ -560,10 +556,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     csig[nc] = sig[-1 - res[i]]
                     cidx[nc] = i
                     cpos[nc] = a
-                    if cslot[csig[nc] & 63] == 0xff:
-                        cslot[csig[nc] & 63] = <uint8_t>nc
-                    else:
-                        ccollide = 1
+                    cnext[nc] = cslot[csig[nc] & 63]
+                    cslot[csig[nc] & 63] = <uint8_t>nc
                     nc += 1
         if e != NULL:
             e.packets += 1
@@ -815,8 +809,8 @@ cdef class Core:
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
-        # sweep period: a quarter of the shorter timeout, from 1 ms to 1 s
-        sweep = min(1.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
+        # sweep period: a quarter of the shorter timeout, from 1 ms to 10 s
+        sweep = min(10.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
         ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
                           max(1, ft.slots // AGE_SLICE))
 
