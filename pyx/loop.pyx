@@ -268,7 +268,8 @@ cdef inline uint32_t entropy_hash(const ctx_t *c, const port_t *pt, const pkt_t 
     if p.family == 4 and not p.frag and pt.fat.n_rules == 0:     # same bytes, no key
         return pkt_hash4(p, in_port, c.entropy_fields, c.entropy_mask4, c.seed)
     build_key(p, p.vrf, key)
-    fat_mask(&pt.fat, key)
+    if pt.fat.n_rules:
+        fat_mask(&pt.fat, key)
     return key_hash(key, in_port, p.flow_label, c.entropy_fields, c.entropy_mask4, c.seed)
 
 
@@ -322,7 +323,8 @@ cdef inline uint32_t stateless_hash(const ctx_t *c, const port_t *pt, const grou
     if p.family == 4 and not p.frag and pt.fat.n_rules == 0:
         return group_pkt_hash4(g, p, in_port, c.seed, not g.frag_follow)
     build_key(p, p.vrf, key)
-    fat_mask(&pt.fat, key)
+    if pt.fat.n_rules:
+        fat_mask(&pt.fat, key)
     return group_hash(g, key, in_port, p.flow_label, c.seed, not g.frag_follow)
 
 
@@ -443,7 +445,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         res[i] = ingress(c, pt, p)
         if res[i] == 0 and p.act == ACT_IP and p.l4:   # non-first fragments: no table
             build_key(p, p.vrf, &K[i])
-            agg[i] = fat_mask(&pt.fat, &K[i])
+            agg[i] = fat_mask(&pt.fat, &K[i]) if pt.fat.n_rules else 0   # no call
             ksig[nkeyed] = flow_sig(&K[i])
             rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
             kidx[nkeyed] = i
