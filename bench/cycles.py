@@ -44,6 +44,7 @@ def main() -> int:
     _core.eal_init(["dp-cycles", "-l", "0", "--no-huge", "-m", "2048", "--no-pci",
                     "--file-prefix", f"dpc{os.getpid()}", "--no-shconf",
                     "--log-level", "lib.eal:warning"])
+    _core.lock_memory()                                # as the forwarder: no page faults
     setup = a.scenario == "setup"
     n = a.flows or (1_000_000 if setup else throughput.FLOW_SCENARIOS.get(a.scenario, 64))
     _core.pool_create(8192)
