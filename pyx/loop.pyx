@@ -813,8 +813,11 @@ cdef class Core:
         hp.hash_func = flow_sig_fn
         hp.socket_id = rte_socket_id()
         hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
-        ft.h = <rte_hash *>check_ptr(rte_hash_create(&hp),
-                                     f"rte_hash_create(flow table, {spec.entries} entries)")
+        ft.h = <rte_hash *>check_ptr(
+            rte_hash_create(&hp),
+            f"rte_hash_create(flow table, {spec.entries} flows in {hp.entries} slots, "
+            f"≈{(176 * spec.entries) >> 20} MiB of EAL memory: raise eal.memory_mb or "
+            "lower flow_table.entries)")
         ft.entries = <flow_entry_t *>calloc(hp.entries, sizeof(flow_entry_t))
         ft.emc = <emc_slot_t *>calloc(EMC_SLOTS, sizeof(emc_slot_t))
         if ft.entries == NULL or ft.emc == NULL:

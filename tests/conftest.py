@@ -17,7 +17,7 @@ def eal():
     tests that use the Cython backend."""
     from dataplane import _core
     if not _core.eal_ready():
-        _core.eal_init(["dp-test", "-l", "0", "--no-huge", "-m", "1024", "--no-pci",
+        _core.eal_init(["dp-test", "-l", "0", "--no-huge", "-m", "2048", "--no-pci",
                         "--file-prefix", f"dpt{os.getpid()}", "--no-shconf",
                         "--log-level", "lib.eal:warning"])
     _core.pool_create(POOL_MBUFS)
