@@ -150,7 +150,7 @@ def testpmd(pcap: str, mode: str, seconds: float, packets: int = 64) -> float:
         cmd.append("--mbuf-size=256")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True,
-                             timeout=seconds + (12 if packets > 10000 else 2)).stdout
+                             timeout=seconds + 2 + packets / 100_000).stdout  # + pcap loading
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
     rates = [int(x) for x in re.findall(r"Rx-pps:\s+(\d+)", out)]
