@@ -620,8 +620,8 @@ cdef int worker(void *arg) noexcept nogil:
             while j < k and out_port[j] == out_port[0]:
                 j += 1
             if j == k and k >= BURST // 2 and dst.txb.length == 0:
-                # a full burst to one port, nothing buffered before it: straight to the
-                # PMD, as testpmd does (order kept; what it refuses is tx_full)
+                # half a burst or more to one port, nothing buffered before it: straight
+                # to the PMD, as testpmd does (order kept; what it refuses is tx_full)
                 j = rte_eth_tx_burst(dst.port_id, 0, out, k)
                 if j < k:
                     tx_refused(out + j, k - j, <void *>dst.cnt)
@@ -725,6 +725,30 @@ def tsc_hz():
 def counter_slots():
     """(rx, tx, first drop slot, number of slots) so Python can name the counters."""
     return C_RX, C_TX, D_PARSE_ERROR, N_COUNTERS
+
+
+cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port) except? 0xffff:
+    """Fresh mbufs holding `frames` (at most a burst), as if received on in_port; on
+    failure none is kept."""
+    cdef uint16_t n = 0, j
+    cdef char *dst
+    cdef bytes f
+    try:
+        for f in frames:
+            pkts[n] = rte_pktmbuf_alloc(_pool)
+            if pkts[n] == NULL:
+                raise MemoryError("mbuf pool exhausted")
+            n += 1
+            dst = rte_pktmbuf_append(pkts[n - 1], len(f))
+            if dst == NULL:
+                raise ValueError(f"frame of {len(f)} bytes does not fit an mbuf")
+            memcpy(dst, <const char *>f, len(f))
+            pkts[n - 1].port = in_port
+    except BaseException:
+        for j in range(n):
+            rte_pktmbuf_free(pkts[j])
+        raise
+    return n
 
 
 cdef class Core:
@@ -1137,10 +1161,7 @@ cdef class Core:
         cdef rte_mbuf *pkts[BURST]
         cdef rte_mbuf *out[BURST]
         cdef uint16_t out_port[BURST]
-        cdef rte_mbuf *m
-        cdef char *dst
         cdef uint16_t n, k, j
-        cdef bytes f
         if self.running:
             raise RuntimeError("process() while the worker runs")
         if not 0 <= in_port < self.c.nports:
@@ -1148,23 +1169,7 @@ cdef class Core:
         result = []
         frames = list(frames)
         for start in range(0, len(frames), BURST):
-            n = 0
-            try:
-                for f in frames[start:start + BURST]:
-                    m = rte_pktmbuf_alloc(_pool)
-                    if m == NULL:
-                        raise MemoryError("mbuf pool exhausted")
-                    pkts[n] = m
-                    n += 1
-                    dst = rte_pktmbuf_append(m, len(f))
-                    if dst == NULL:
-                        raise ValueError(f"frame of {len(f)} bytes does not fit an mbuf")
-                    memcpy(dst, <const char *>f, len(f))
-                    m.port = in_port
-            except BaseException:
-                for j in range(n):
-                    rte_pktmbuf_free(pkts[j])
-                raise
+            n = fill_burst(pkts, frames[start:start + BURST], in_port)
             k = process_burst(self.c, in_port, pkts, n, out, out_port)
             for j in range(k):
                 result.append((out_port[j],
@@ -1182,23 +1187,13 @@ cdef class Core:
         cdef uint16_t out_port[BURST]
         cdef uint16_t n, k, j
         cdef uint64_t t0, t1
-        cdef bytes f
         if self.running or not 0 <= in_port < self.c.nports:
             raise RuntimeError("cycles(): worker running or no such port")
         frames = list(frames)
         res = []
         for _ in range(rounds):
             for start in range(0, len(frames), BURST):
-                n = 0
-                for f in frames[start:start + BURST]:
-                    pkts[n] = rte_pktmbuf_alloc(_pool)
-                    if pkts[n] == NULL:
-                        for j in range(n):
-                            rte_pktmbuf_free(pkts[j])
-                        raise MemoryError("mbuf pool exhausted")
-                    memcpy(rte_pktmbuf_append(pkts[n], len(f)), <const char *>f, len(f))
-                    pkts[n].port = in_port
-                    n += 1
+                n = fill_burst(pkts, frames[start:start + BURST], in_port)
                 t0 = rte_rdtsc()
                 k = process_burst(self.c, in_port, pkts, n, out, out_port)
                 t1 = rte_rdtsc()
