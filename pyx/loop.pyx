@@ -48,9 +48,14 @@ from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, f
                   flow_sig, emc_find, emc_put, EMC_SLOTS)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
+from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destroy,
+                                  rte_malloc_heap_get_socket, rte_malloc_heap_memory_add,
+                                  rte_malloc_heap_memory_remove, rte_eal_has_hugepages)
+from thp cimport thp_map, thp_unmap, thp_size, HUGE_PAGE
 
 DEF BURST = 32
 DEF MAX_PORTS = 32
+DEF HASH_BYTES_PER_SLOT = 90       # an rte_hash's memory per key slot (docs/flow-table.md §6)
 
 ctypedef struct port_t:
     uint16_t port_id           # DPDK port id
@@ -700,13 +705,48 @@ def eal_ready():
     return _eal_ready
 
 
+cdef int thp_heap(bytes name, size_t want, str what, void **mem, size_t *size,
+                  size_t extra=0) except -1:
+    """An external malloc heap `name` over at least `want` bytes of memory on transparent
+    huge pages (thp.pxd), for DPDK objects that --no-huge would put on 4 KiB pages; its
+    socket id. Memory the machine does not have (`extra`: what the caller maps besides)
+    is a clear error, not the OOM killer."""
+    cdef size_t n = thp_size(want)
+    avail = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) << 10
+    if avail and n + extra > avail:
+        from dataplane.errors import DataplaneError
+        raise DataplaneError(f"{what}: {(n + extra) >> 20} MiB on huge pages, {avail >> 20} MiB "
+                             "available", 12, "Cannot allocate memory")
+    mem[0] = thp_map(n)
+    if mem[0] == NULL:
+        from dataplane.errors import DataplaneError
+        raise DataplaneError(f"{what}: mmap of {n >> 20} MiB", errno, "mmap failed")
+    size[0] = n
+    check(rte_malloc_heap_create(name), f"rte_malloc_heap_create({name.decode()})", True)
+    check(rte_malloc_heap_memory_add(name, mem[0], n, NULL, n // HUGE_PAGE, HUGE_PAGE),
+          f"rte_malloc_heap_memory_add({name.decode()}, {n >> 20} MiB)", True)
+    return rte_malloc_heap_get_socket(name)
+
+
 def pool_create(unsigned n=8192, unsigned data_room=RTE_MBUF_DEFAULT_BUF_SIZE,
                 unsigned cache=256):
     """The process's mbuf pool (created once; later calls return its size)."""
     global _pool
+    cdef int socket = rte_socket_id()
+    cdef size_t size
+    cdef void *mem
     if _pool == NULL:
+        if not rte_eal_has_hugepages():
+            # --no-huge: the pool on transparent huge pages (a net_pcap source keeps the
+            # whole pcap in mbufs; on 4 KiB pages every few packets missed the TLB)
+            socket = thp_heap(b"dp_mbufs", <size_t>n * (data_room + 384) + 8 * n + (16 << 20),
+                              f"mbuf pool dp_mbufs (n={n})", &mem, &size)
         _pool = <rte_mempool *>check_ptr(
-            rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, data_room, rte_socket_id()),
+            rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, data_room, socket),
             f"rte_pktmbuf_pool_create(dp_mbufs, n={n})")
     return rte_mempool_in_use_count(_pool) + rte_mempool_avail_count(_pool)
 
@@ -758,6 +798,9 @@ cdef class Core:
     cdef int launched_lcore
     cdef object cfg
     cdef dict _groups
+    cdef bytes heap                # the flow table's external malloc heap (--no-huge)
+    cdef void *heap_mem
+    cdef size_t heap_len
 
     def __cinit__(self):
         self.c = <ctx_t *>calloc(1, sizeof(ctx_t))
@@ -837,13 +880,16 @@ cdef class Core:
         hp.hash_func = flow_sig_fn
         hp.socket_id = rte_socket_id()
         hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
+        where = "EAL memory: raise eal.memory_mb or lower flow_table.entries"
+        if not rte_eal_has_hugepages():
+            hp.socket_id = self._flow_heap(name, hp.entries)
+            where = "memory outside EAL's (mmap): lower flow_table.entries"
         ft.h = <rte_hash *>check_ptr(
             rte_hash_create(&hp),
             f"rte_hash_create(flow table, {spec.entries} flows in {hp.entries} slots, "
-            f"≈{(176 * spec.entries) >> 20} MiB of EAL memory: raise eal.memory_mb or "
-            "lower flow_table.entries)")
-        ft.entries = <flow_entry_t *>calloc(hp.entries, sizeof(flow_entry_t))
-        ft.emc = <emc_slot_t *>calloc(EMC_SLOTS, sizeof(emc_slot_t))
+            f"≈{(HASH_BYTES_PER_SLOT * hp.entries) >> 20} MiB of {where})")
+        ft.entries = <flow_entry_t *>thp_map(hp.entries * sizeof(flow_entry_t))
+        ft.emc = <emc_slot_t *>thp_map(EMC_SLOTS * sizeof(emc_slot_t))
         if ft.entries == NULL or ft.emc == NULL:
             raise MemoryError("flow table entries")
         ft.capacity = spec.entries
@@ -855,6 +901,15 @@ cdef class Core:
         sweep = min(10.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
         ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
                           max(1, ft.slots // AGE_SLICE))
+
+    cdef int _flow_heap(self, bytes name, uint32_t slots) except -1:
+        """With --no-huge, EAL memory sits on 4 KiB pages and the rte_hash's random
+        bucket and key accesses miss the TLB: its memory comes instead from a heap of
+        its own on transparent huge pages; the socket id for rte_hash_create()."""
+        self.heap = name                   # close() removes and destroys it
+        return thp_heap(name, HASH_BYTES_PER_SLOT * <size_t>slots + (4 << 20),
+                        f"flow table ({slots // 2} flows)", &self.heap_mem, &self.heap_len,
+                        slots * sizeof(flow_entry_t))
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh
@@ -1291,9 +1346,15 @@ cdef class Core:
         if self.c.flows.h != NULL:
             rte_hash_free(self.c.flows.h)
             self.c.flows.h = NULL
-        free(self.c.flows.entries)
+        if self.heap is not None:
+            if self.heap_mem != NULL:
+                rte_malloc_heap_memory_remove(self.heap, self.heap_mem, self.heap_len)
+            rte_malloc_heap_destroy(self.heap)
+            thp_unmap(self.heap_mem, self.heap_len)
+            self.heap, self.heap_mem, self.heap_len = None, NULL, 0
+        thp_unmap(self.c.flows.entries, self.c.flows.slots * sizeof(flow_entry_t))
         self.c.flows.entries = NULL
-        free(self.c.flows.emc)
+        thp_unmap(self.c.flows.emc, EMC_SLOTS * sizeof(emc_slot_t))
         self.c.flows.emc = NULL
         self.c.flows.capacity = 0
         self.c.flows.slots = 0

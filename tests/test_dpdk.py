@@ -670,10 +670,28 @@ def test_error_bad_eal_argument(tmp_path):
 
 
 def test_error_mempool_too_big(tmp_path):
-    cfg = error_config(tmp_path, eal={"memory_mb": 64, "mbufs": 1000000})
+    # --no-huge: the pool is mapped on transparent huge pages, outside EAL memory; more
+    # than the machine has (100 M mbufs ≈ 240 GiB) is refused before mapping any of it
+    cfg = error_config(tmp_path, eal={"mbufs": 100_000_000})
     r = dataplane("run", cfg, "--duration", 1)
-    assert_one_error(r, 3, "rte_pktmbuf_pool_create", "n=1000000",
+    assert_one_error(r, 3, "mbuf pool dp_mbufs (n=100000000)", "MiB available",
                      "Cannot allocate memory (errno 12)")
+
+
+def test_error_flow_table_too_big(tmp_path):
+    doc = json.loads(json.dumps(CHECK_BASE))
+    doc["ports"][0]["devargs"] = "net_null0"
+    doc["ports"][1]["devargs"] = "net_null1,no-rx=1"
+    doc["flow_table"] = {"entries": 1 << 30}          # ≈ 300 GiB
+    r = dataplane("run", write_config(tmp_path / "ft.yaml", doc), "--duration", 1)
+    assert_one_error(r, 3, f"flow table ({1 << 30} flows)", "MiB available",
+                     "Cannot allocate memory (errno 12)")
+
+
+def test_error_eal_memory_too_small(tmp_path):
+    cfg = error_config(tmp_path, eal={"memory_mb": 64, "mbufs": 100_000})
+    r = dataplane("run", cfg, "--duration", 1)
+    assert_one_error(r, 3, "rte_lpm_create(vrf default)", "Cannot allocate memory (errno 12)")
 
 
 def test_error_infinite_rx_needs_more_mbufs(tmp_path):
