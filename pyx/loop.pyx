@@ -649,6 +649,8 @@ cdef int worker(void *arg) noexcept nogil:
 
 cdef bint _eal_ready = False
 cdef rte_mempool *_pool = NULL
+cdef void *_pool_mem = NULL           # its huge-page heap with --no-huge
+cdef size_t _pool_len = 0
 cdef unsigned _table_seq = 0          # rte_lpm names must be unique per process
 
 
@@ -735,16 +737,14 @@ cdef int thp_heap(bytes name, size_t want, str what, void **mem, size_t *size,
 def pool_create(unsigned n=8192, unsigned data_room=RTE_MBUF_DEFAULT_BUF_SIZE,
                 unsigned cache=256):
     """The process's mbuf pool (created once; later calls return its size)."""
-    global _pool
+    global _pool, _pool_mem, _pool_len
     cdef int socket = rte_socket_id()
-    cdef size_t size
-    cdef void *mem
     if _pool == NULL:
         if not rte_eal_has_hugepages():
             # --no-huge: the pool on transparent huge pages (a net_pcap source keeps the
             # whole pcap in mbufs; on 4 KiB pages every few packets missed the TLB)
             socket = thp_heap(b"dp_mbufs", <size_t>n * (data_room + 384) + 8 * n + (16 << 20),
-                              f"mbuf pool dp_mbufs (n={n})", &mem, &size)
+                              f"mbuf pool dp_mbufs (n={n})", &_pool_mem, &_pool_len)
         _pool = <rte_mempool *>check_ptr(
             rte_pktmbuf_pool_create(b"dp_mbufs", n, cache, 0, data_room, socket),
             f"rte_pktmbuf_pool_create(dp_mbufs, n={n})")
@@ -1268,6 +1268,20 @@ cdef class Core:
         """Sweep the whole flow table once (the worker sweeps it a slice at a time)."""
         if self.c.flows.h != NULL:
             flow_age(&self.c.flows, clock_now(self.c), self.c.flows.slots)
+
+    def memory_regions(self):
+        """The regions mapped outside EAL memory on transparent huge pages (--no-huge):
+        [(what, address, bytes)], for diagnostics and the tests that check /proc."""
+        cdef flow_table_t *ft = &self.c.flows
+        out = []
+        if _pool_mem != NULL:
+            out.append(("mbuf pool", <size_t>_pool_mem, _pool_len))
+        if self.heap_mem != NULL:
+            out.append(("flow table rte_hash", <size_t>self.heap_mem, self.heap_len))
+        if ft.entries != NULL:
+            out.append(("flow entries", <size_t>ft.entries,
+                        thp_size(ft.slots * sizeof(flow_entry_t))))
+        return out
 
     def flow_counters(self):
         cdef flow_table_t *ft = &self.c.flows

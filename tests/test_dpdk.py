@@ -750,3 +750,4 @@ def test_signal_interrupts_replay_cleanly(tmp_path, sig):
     assert s["rx"] == s["tx"] + drops                # every received packet accounted for
     written = sum(len(read_pcap(p)) for p in out.glob("*.pcap") if p.name != ".empty.pcap")
     assert written == s["tx"]                        # TX drained into the pcaps
+

@@ -1010,3 +1010,46 @@ def test_cached_flow_deleted_then_its_slot_reused(backend):
     assert "100.64.0.1" not in {f["src"] for f in flows}
     c = fwd.flow_counters()
     assert (c["flow_created"], c["flow_table_full"]) == (1 + 1024, 1)
+
+
+# ------------------------------------------------------------------- huge pages (THP)
+
+def smaps_of(addr: int) -> dict:
+    """The /proc/self/smaps fields of the mapping that contains addr."""
+    fields, hit = {}, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            if hit:
+                break
+            hit = lo <= addr < hi
+        elif hit and line.split()[1].isdigit():           # skip VmFlags
+            fields[head.rstrip(":")] = int(line.split()[1])
+    return fields
+
+
+def test_no_huge_pool_and_flow_table_on_transparent_huge_pages(eal):
+    """With --no-huge, the mbuf pool, the flow table's rte_hash and its entry records are
+    mapped outside EAL memory, asked for on 2 MiB pages and faulted in at creation (the
+    worker never page-faults). Where the kernel grants THP (madvise mode, as here), they
+    are backed by huge pages; the kernel's own accounting in /proc says so."""
+    from dataplane import _core
+    core = _core.Core(config(flow_table=FlowTable(entries=65536)))
+    try:
+        regions = {what: (addr, size) for what, addr, size in core.memory_regions()}
+        assert set(regions) == {"mbuf pool", "flow table rte_hash", "flow entries"}
+        thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+        for what, (addr, size) in regions.items():
+            assert addr % (2 << 20) == 0 and size % (2 << 20) == 0, what
+            sm = smaps_of(addr)
+            assert sm["Rss"] * 1024 >= size, what            # faulted in already
+            assert sm["THPeligible"] == 1, what
+            if "[never]" not in thp:
+                assert sm["AnonHugePages"] * 1024 >= size // 2, (what, sm)
+        # the rte_hash really lives in its region: a flow's key is stored inside it
+        assert len(core.process(P0, [tcp4("100.64.1.2", "10.2.3.4", 1000, 80)])) == 1
+        assert core.flow_counters()["flows_active"] == 1
+    finally:
+        core.close()
+    assert not any(w == "flow table rte_hash" for w, _, _ in core.memory_regions())
