@@ -49,6 +49,8 @@ ctypedef struct flow_table_t:
     uint32_t slots             # rte_hash key slots = entries[] length: 2 × capacity
     uint32_t cursor            # aging position
     uint64_t age_step          # TSC between slices: one sweep per sweep period
+    uint64_t age_step_idle     # the same with no flow closing (the idle timeout's pace)
+    uint64_t closing           # entries with closing_since set
     uint64_t age_next          # TSC of the next slice
     uint64_t idle_tsc
     uint64_t close_tsc
@@ -109,6 +111,8 @@ cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
     if rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
         rte_hash_del_key(ft.h, key)
     ft.entries[pos].valid = 0
+    if ft.entries[pos].closing_since:
+        ft.closing -= 1
     ft.deleted += 1
 
 cdef inline void reverse_key(const flow_key_t *k, flow_key_t *r) noexcept nogil:
@@ -137,8 +141,10 @@ cdef inline void flow_tcp(flow_table_t *ft, flow_entry_t *e, const flow_key_t *k
     if e.rst or (r != NULL and (r.rst or (e.fin and r.fin))):
         if not e.closing_since:
             e.closing_since = now
+            ft.closing += 1
         if r != NULL and not r.closing_since:
             r.closing_since = now
+            ft.closing += 1
 
 cdef inline void flow_age(flow_table_t *ft, uint64_t now, uint32_t budget) noexcept nogil:
     """Look at `budget` entries from the cursor; delete idle or closed ones."""
@@ -158,15 +164,17 @@ cdef inline void flow_age(flow_table_t *ft, uint64_t now, uint32_t budget) noexc
 cdef inline void flow_age_paced(flow_table_t *ft, uint64_t now) noexcept nogil:
     """The worker's aging: slices paced by the TSC so the table is swept once per sweep
     period (docs/flow-table.md §5), not once per few loop iterations (which streamed the
-    entries array through the cache on every burst). Behind schedule (a short timeout,
-    a busy worker), it catches up AGE_CATCHUP slices per iteration."""
+    entries array through the cache on every burst). The period follows the close
+    timeout only while some flow is closing, else the idle timeout. Behind schedule (a
+    short timeout, a busy worker), it catches up AGE_CATCHUP slices per iteration."""
     cdef int i = 0
     cdef uint32_t slice = AGE_SLICE if ft.slots > AGE_SLICE else ft.slots
+    cdef uint64_t step = ft.age_step if ft.closing else ft.age_step_idle
     while <int64_t>(now - ft.age_next) >= 0:
         if i == AGE_CATCHUP:
-            if <int64_t>(now - ft.age_next) > <int64_t>(ft.age_step * (ft.slots // slice)):
+            if <int64_t>(now - ft.age_next) > <int64_t>(step * (ft.slots // slice)):
                 ft.age_next = now              # a sweep behind: drop the debt, go on
             return
         flow_age(ft, now, slice)
-        ft.age_next += ft.age_step
+        ft.age_next += step
         i += 1

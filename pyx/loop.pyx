@@ -897,10 +897,14 @@ cdef class Core:
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
-        # sweep period: a quarter of the shorter timeout, from 1 ms to 10 s
+        # sweep period: a quarter of the shorter timeout (of the idle timeout while no
+        # flow is closing), from 1 ms to 10 s
         sweep = min(10.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
         ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
                           max(1, ft.slots // AGE_SLICE))
+        sweep = min(10.0, max(0.001, spec.idle_timeout / 4))
+        ft.age_step_idle = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
+                               max(1, ft.slots // AGE_SLICE))
 
     cdef int _flow_heap(self, bytes name, uint32_t slots) except -1:
         """With --no-huge, EAL memory sits on 4 KiB pages and the rte_hash's random

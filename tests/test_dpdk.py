@@ -536,6 +536,22 @@ def test_run_worker_ages_flows_by_itself(tmp_path):
         (300, 300, 300, 0)
 
 
+def test_run_worker_ages_closed_flows_at_the_close_timeout_pace(tmp_path):
+    """The sweep follows the idle timeout (300 s here: one sweep per 10 s) while no flow
+    is closing, and the close timeout as soon as one is: 300 TCP flows whose only packet
+    is a RST (closing at once) are aged by the worker within a 1.5 s run."""
+    frames = [bytes(Ether(src=SRC_MAC, dst=port_mac(0)) /
+                    IP(src=f"100.64.{i // 200}.{i % 200 + 1}", dst="10.3.0.1") /
+                    TCP(sport=1000 + i, dport=80, flags="R")) for i in range(300)]
+    pcap = write_pcap(tmp_path / "rst.pcap", frames)
+    doc = yaml.safe_load(run_config(tmp_path, f"net_pcap0,rx_pcap={pcap}").read_text())
+    doc["ports"][0]["mode"] = "flow"
+    doc["flow_table"] = {"entries": 65536, "idle_timeout": 300, "tcp_close_timeout": 0.2}
+    s = run_json(tmp_path, write_config(tmp_path / "rst.yaml", doc), duration=1.5)
+    f = s["flows"]
+    assert (f["flow_created"], f["flow_aged"], f["flows_active"]) == (300, 300, 0)
+
+
 def tap_name() -> str:
     return f"dptap{os.getpid() % 1000000}"
 
