@@ -7,6 +7,7 @@ from includes.rte_hash cimport (rte_hash, rte_hash_lookup, rte_hash_del_key,
                                 rte_hash_get_key_with_position)
 from includes.rte_hash_crc cimport rte_hash_crc_8byte
 from parse cimport flow_key_t, pkt_t
+from includes.rte_prefetch cimport rte_prefetch0
 
 cdef enum:
     AGE_SLICE = 64             # entries looked at per aging slice
@@ -41,6 +42,8 @@ ctypedef struct emc_slot_t:
 
 ctypedef struct flow_table_t:
     rte_hash *h
+    const uint8_t *bkt         # the rte_hash's bucket array (NULL: not located)
+    uint32_t bkt_mask          # its bucket index mask
     flow_entry_t *entries
     emc_slot_t *emc            # EMC_SLOTS direct-mapped by signature
     uint32_t next_gen
@@ -55,6 +58,7 @@ ctypedef struct flow_table_t:
     uint64_t idle_tsc
     uint64_t close_tsc
     uint8_t on_full_drop
+    uint8_t direct             # insert-or-find without a bulk lookup (bursts of new flows)
     uint64_t created
     uint64_t deleted
     uint64_t aged
@@ -71,6 +75,16 @@ cdef inline uint32_t flow_sig(const flow_key_t *k) noexcept nogil:
     c = rte_hash_crc_8byte(w[3], c)
     c = rte_hash_crc_8byte(w[4], c)
     return rte_hash_crc_8byte(w[5], c)
+
+cdef inline void bucket_prefetch(const flow_table_t *ft, uint32_t sig) noexcept nogil:
+    """Prefetch both cuckoo buckets of a signature (rte_hash's own index functions:
+    primary = sig & mask, secondary = (primary ^ (sig >> 16)) & mask) well before the
+    bulk lookup, which prefetches them itself only right before reading them."""
+    cdef uint32_t b
+    if ft.bkt != NULL:
+        b = sig & ft.bkt_mask
+        rte_prefetch0(ft.bkt + (<size_t>b << 6))
+        rte_prefetch0(ft.bkt + (<size_t>((b ^ (sig >> 16)) & ft.bkt_mask) << 6))
 
 cdef inline bint key_eq(const flow_key_t *a, const flow_key_t *b) noexcept nogil:
     cdef const uint64_t *x = <const uint64_t *>a

@@ -45,7 +45,7 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
                   flow_age_paced, flow_full, key_eq, AGE_SLICE,
-                  flow_sig, emc_find, emc_put, EMC_SLOTS)
+                  flow_sig, emc_find, emc_put, EMC_SLOTS, bucket_prefetch)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
 from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destroy,
@@ -433,8 +433,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef uint16_t i, j, k = 0, nk = 0, mem
     cdef group_t *g
     cdef int r
-    cdef int32_t a
-    cdef bint lookup
+    cdef int32_t a, fresh
+    cdef bint lookup, direct
     cdef uint64_t now = clock_now(c)
     pt.cnt[C_RX] += n
     # 1. parse, build and mask the flow keys
@@ -453,6 +453,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             agg[i] = fat_mask(&pt.fat, &K[i]) if pt.fat.n_rules else 0   # no call
             ksig[nkeyed] = flow_sig(&K[i])
             rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
+            bucket_prefetch(ft, ksig[nkeyed])
             kidx[nkeyed] = i
             nkeyed += 1
     # 2. the exact-match cache, then one bulk lookup for the rest of the burst
@@ -466,7 +467,14 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         sig[nk] = ksig[j]
         idx[nk] = i
         nk += 1
-    if nk:
+    # mostly new flows in the last burst: no bulk lookup; step 3 inserts-or-finds each
+    # key with one rte_hash_add (it returns the position of a key already there; a
+    # valid entry there is a hit)
+    direct = ft.direct and not flow_full(ft)
+    if nk and direct:
+        for j in range(nk):
+            res[idx[j]] = -1 - <int>j
+    elif nk:
         rte_hash_lookup_with_hash_bulk(ft.h, kp, sig, nk, pos)
         for j in range(nk):
             at[idx[j]] = pos[j]
@@ -491,8 +499,17 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         e = NULL
         h = 0
         lookup = p.l4
+        fresh = -1
         if at[i] >= 0:
             e = &ft.entries[at[i]]
+        elif lookup and direct:
+            a = rte_hash_lookup_with_hash(ft.h, key, sig[-1 - r]) if flow_full(ft) else \
+                rte_hash_add_key_with_hash(ft.h, key, sig[-1 - r])
+            if a >= 0:
+                if ft.entries[a].valid:
+                    e = &ft.entries[a]
+                else:
+                    fresh = a              # a new slot: filled below, or given back
         elif lookup and nc:
             # a packet of a flow created earlier in this burst is a hit (no route lookup):
             # created entries are chained by their signature's low bits
@@ -521,6 +538,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         else:
             r = route(&c.vrfs[p.vrf], p, &nh_id)
             if r:
+                unclaim(ft, key, sig, res[i], fresh)
                 drop(pt, m, r)
                 continue
             if nh_id & NH_GROUP:
@@ -532,11 +550,15 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     h = stateless_hash(c, pt, g, p, key, in_port)
                 mem = select_member(g, gid, p, key, in_port, c.seed, c.frag, now, h)
                 if mem == NO_MEMBER:           # every member drained: no entry
+                    unclaim(ft, key, sig, res[i], fresh)
                     drop(pt, m, D_NO_ROUTE)
                     continue
             if lookup:
-                a = -1 if flow_full(ft) else \
-                    rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
+                if fresh >= 0:
+                    a = fresh
+                else:
+                    a = -1 if flow_full(ft) else \
+                        rte_hash_add_key_with_hash(ft.h, key, sig[-1 - res[i]])
                 if a < 0:
                     ft.full += 1
                     if ft.on_full_drop:
@@ -574,7 +596,15 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                 flow_tcp(ft, e, key, p.tcp_flags, now)
         emit(c, pt, g, mem, nh_id, m, p, h, e != NULL or g != NULL, key, in_port,
              out, out_port, &k)
+    ft.direct = nc * 4 > nkeyed * 3
     return k
+
+
+cdef inline void unclaim(flow_table_t *ft, const flow_key_t *key, const uint32_t *sig,
+                         int r, int32_t fresh) noexcept nogil:
+    """Give back a slot that rte_hash_add gave a packet that then made no entry."""
+    if fresh >= 0:
+        rte_hash_del_key_with_hash(ft.h, key, sig[-1 - r])
 
 
 cdef uint32_t flow_sig_fn(const void *key, uint32_t key_len,
@@ -897,6 +927,7 @@ cdef class Core:
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
+        self._locate_buckets(hp.entries)
         # sweep period: a quarter of the shorter timeout (of the idle timeout while no
         # flow is closing), from 1 ms to 10 s
         sweep = min(10.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
@@ -905,6 +936,42 @@ cdef class Core:
         sweep = min(10.0, max(0.001, spec.idle_timeout / 4))
         ft.age_step_idle = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
                                max(1, ft.slots // AGE_SLICE))
+
+    cdef _locate_buckets(self, uint32_t slots):
+        """Find the rte_hash's bucket array for bucket_prefetch(). rte_hash keeps it in
+        its private struct (rte_cuckoo_hash.h) right after bucket_bitmask,
+        key_entry_size and key_store; the block is found by value, not by offset: the
+        mask (from the slot count), the key entry size and the key store's address
+        (from rte_hash_get_key_with_position) must all match, and the array must lie
+        in the table's own heap. Anything else leaves bkt NULL (no early prefetch)."""
+        cdef flow_table_t *ft = &self.c.flows
+        cdef void *k1
+        cdef const uint8_t *raw = <const uint8_t *>ft.h
+        cdef uint32_t mask = 1, kes = 64, o
+        cdef size_t store, bkt
+        while mask < slots:
+            mask <<= 1
+        mask = mask // 8 - 1
+        rte_hash_get_key_with_position(ft.h, 0, &k1)   # sets k1 even when empty
+        store = <size_t>k1 - 8 - kes                    # slot 1's key; slot 0 is unused
+        ft.bkt = NULL
+        for o in range(64, 512, 8):
+            if ((<const uint32_t *>(raw + o))[0] == mask and
+                    (<const uint32_t *>(raw + o + 4))[0] == kes and
+                    (<const size_t *>(raw + o + 8))[0] == store):
+                bkt = (<const size_t *>(raw + o + 16))[0]
+                if (self.heap_mem != NULL and bkt >= <size_t>self.heap_mem and
+                        bkt + (<size_t>(mask + 1) << 6) <= <size_t>self.heap_mem +
+                        self.heap_len) or (self.heap_mem == NULL and bkt % 64 == 0):
+                    ft.bkt = <const uint8_t *>bkt
+                    ft.bkt_mask = mask
+                break
+
+    def bucket_array(self):
+        """(address, mask) of the located rte_hash bucket array, None if not located."""
+        if self.c.flows.bkt == NULL:
+            return None
+        return <size_t>self.c.flows.bkt, self.c.flows.bkt_mask
 
     cdef int _flow_heap(self, bytes name, uint32_t slots) except -1:
         """With --no-huge, EAL memory sits on 4 KiB pages and the rte_hash's random

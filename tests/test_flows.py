@@ -119,6 +119,35 @@ def addr(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
+def test_bursts_of_new_flows_mixed_with_drops_and_hits(backend):
+    """After a burst of only new flows the core inserts-or-finds each key with one
+    rte_hash add instead of a bulk lookup (docs/flow-table.md §4). Such a burst that also
+    holds established flows, a flow twice, packets with no route and packets whose group
+    has no live member must give exactly what the reference gives, and leave no key in
+    the table without an entry (flows_active counts rte_hash's keys)."""
+    fwd = backend(config(groups={"spines": [("nh1", 1), ("nh2", 1)]}))
+    fwd.set_clock(1.0)
+    old = [tcp4(*f) for f in random_flows(32, seed=21)]
+    first = send(fwd, old)                                     # all new: direct next
+    new = [tcp4(*f) for f in random_flows(40, seed=22)[32:]]
+    lost = [tcp4("100.64.1.1", f"192.0.2.{i}", 4000 + i, 80) for i in range(8)]
+    burst = new[:4] + lost[:4] + old[:8] + new[4:] + new[:4] + lost[4:] + old[8:12]
+    out = fwd.process(P0, burst)
+    assert len(out) == 4 + 8 + 4 + 4 + 4 and fwd.counters()["p0"]["no_route"] == 8
+    assert [nexthop_of(fwd.cfg, e, d) for e, d in out][4:12] == first[:8]   # pinned
+    c = fwd.flow_counters()
+    assert (c["flow_created"], c["flows_active"]) == (40, 40)
+    more = [tcp4(*f) for f in random_flows(72, seed=23)[40:]]
+    send(fwd, more)                                            # all new: direct next
+    fwd.update_group(SPINES, members_arg([("nh1", 0), ("nh2", 0)]))   # drain both
+    drained = [tcp4(*f) for f in random_flows(88, seed=24)[72:]]
+    out = fwd.process(P0, drained + old[:16])
+    assert [nexthop_of(fwd.cfg, e, d) for e, d in out] == first[:16]
+    assert fwd.counters()["p0"]["no_route"] == 8 + 16
+    c = fwd.flow_counters()
+    assert (c["flow_created"], c["flows_active"], len(fwd.flows())) == (72, 72, 72)
+
+
 def expected_member(table, src, dst, proto, sport, dport, in_port=P0, mask=0x1f) -> int:
     """The member the bucket table gives the hash of these (key) fields."""
     family = 6 if ":" in src else 4
@@ -1047,7 +1076,11 @@ def test_no_huge_pool_and_flow_table_on_transparent_huge_pages(eal):
             assert sm["THPeligible"] == 1, what
             if "[never]" not in thp:
                 assert sm["AnonHugePages"] * 1024 >= size // 2, (what, sm)
-        # the rte_hash really lives in its region: a flow's key is stored inside it
+        # the bucket array that bucket_prefetch() uses was found inside the rte_hash's
+        # heap: 65536 flows → 131072 slots → 16384 buckets of 8
+        addr, mask = core.bucket_array()
+        lo, size = regions["flow table rte_hash"]
+        assert mask == 16383 and lo <= addr and addr + (mask + 1) * 64 <= lo + size
         assert len(core.process(P0, [tcp4("100.64.1.2", "10.2.3.4", 1000, 80)])) == 1
         assert core.flow_counters()["flows_active"] == 1
     finally:

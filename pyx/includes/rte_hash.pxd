@@ -31,5 +31,7 @@ cdef extern from "rte_hash.h" nogil:
                                        hash_sig_t *sig, uint32_t num_keys,
                                        int32_t *positions)
     int32_t rte_hash_add_key_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
+    int32_t rte_hash_lookup_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
+    int32_t rte_hash_del_key_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
     int rte_hash_get_key_with_position(const rte_hash *h, const int32_t position,
                                        void **key)
