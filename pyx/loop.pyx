@@ -437,6 +437,10 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef bint lookup, direct
     cdef uint64_t now = clock_now(c)
     pt.cnt[C_RX] += n
+    # mostly new flows in the last burst: no EMC and no bulk lookup; step 3 inserts-or-
+    # finds each key with one rte_hash_add (it returns the position of a key already
+    # there; a valid entry there is a hit)
+    direct = ft.direct and not flow_full(ft)
     # 1. parse, build and mask the flow keys
     for i in range(n):
         m = pkts[i]
@@ -452,14 +456,15 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             build_key(p, p.vrf, &K[i])
             agg[i] = fat_mask(&pt.fat, &K[i]) if pt.fat.n_rules else 0   # no call
             ksig[nkeyed] = flow_sig(&K[i])
-            rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
+            if not direct:
+                rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
             bucket_prefetch(ft, ksig[nkeyed])
             kidx[nkeyed] = i
             nkeyed += 1
     # 2. the exact-match cache, then one bulk lookup for the rest of the burst
     for j in range(nkeyed):
         i = kidx[j]
-        a = emc_find(ft, &K[i], ksig[j])
+        a = -1 if direct else emc_find(ft, &K[i], ksig[j])
         if a >= 0:                                 # cached: no rte_hash lookup
             at[i] = a
             continue
@@ -467,10 +472,6 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         sig[nk] = ksig[j]
         idx[nk] = i
         nk += 1
-    # mostly new flows in the last burst: no bulk lookup; step 3 inserts-or-finds each
-    # key with one rte_hash_add (it returns the position of a key already there; a
-    # valid entry there is a hit)
-    direct = ft.direct and not flow_full(ft)
     if nk and direct:
         for j in range(nk):
             res[idx[j]] = -1 - <int>j
