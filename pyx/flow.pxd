@@ -59,6 +59,7 @@ ctypedef struct flow_table_t:
     uint64_t close_tsc
     uint8_t on_full_drop
     uint8_t direct             # insert-or-find without a bulk lookup (bursts of new flows)
+    uint8_t emc_missed         # the last burst had keys the EMC did not hold
     uint64_t created
     uint64_t deleted
     uint64_t aged

@@ -434,13 +434,14 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef group_t *g
     cdef int r
     cdef int32_t a, fresh
-    cdef bint lookup, direct
+    cdef bint lookup, direct, early
     cdef uint64_t now = clock_now(c)
     pt.cnt[C_RX] += n
     # mostly new flows in the last burst: no EMC and no bulk lookup; step 3 inserts-or-
     # finds each key with one rte_hash_add (it returns the position of a key already
     # there; a valid entry there is a hit)
     direct = ft.direct and not flow_full(ft)
+    early = direct or ft.emc_missed      # all EMC hits lately: no bucket prefetch
     # 1. parse, build and mask the flow keys
     for i in range(n):
         m = pkts[i]
@@ -458,7 +459,8 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
             ksig[nkeyed] = flow_sig(&K[i])
             if not direct:
                 rte_prefetch0(&ft.emc[ksig[nkeyed] & (EMC_SLOTS - 1)])
-            bucket_prefetch(ft, ksig[nkeyed])
+            if early:
+                bucket_prefetch(ft, ksig[nkeyed])
             kidx[nkeyed] = i
             nkeyed += 1
     # 2. the exact-match cache, then one bulk lookup for the rest of the burst
@@ -472,6 +474,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         sig[nk] = ksig[j]
         idx[nk] = i
         nk += 1
+    ft.emc_missed = nk != 0
     if nk and direct:
         for j in range(nk):
             res[idx[j]] = -1 - <int>j
