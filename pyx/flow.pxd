@@ -4,7 +4,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from includes.rte_hash cimport (rte_hash, rte_hash_lookup, rte_hash_del_key,
-                                rte_hash_get_key_with_position)
+                                rte_hash_del_key_with_hash, rte_hash_get_key_with_position)
 from includes.rte_hash_crc cimport rte_hash_crc_8byte
 from parse cimport flow_key_t, pkt_t
 from includes.rte_prefetch cimport rte_prefetch0
@@ -32,6 +32,7 @@ ctypedef struct flow_entry_t:
     uint8_t aggregate          # a fat-flow aggregate: keeps no TCP state
     uint8_t fin                # a FIN was sent in this direction
     uint8_t rst
+    uint32_t sig               # the key's rte_hash signature (deletes without rehashing)
 
 ctypedef struct emc_slot_t:
     flow_key_t key
@@ -43,6 +44,7 @@ ctypedef struct emc_slot_t:
 ctypedef struct flow_table_t:
     rte_hash *h
     const uint8_t *bkt         # the rte_hash's bucket array (NULL: not located)
+    const uint8_t *keys        # its key store (located with it; NULL: not located)
     uint32_t bkt_mask          # its bucket index mask
     flow_entry_t *entries
     emc_slot_t *emc            # EMC_SLOTS direct-mapped by signature
@@ -122,8 +124,15 @@ cdef inline bint flow_full(const flow_table_t *ft) noexcept nogil:
     return ft.created - ft.deleted >= ft.capacity
 
 cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
+    """Delete the flow at pos. With the key store located, the key's address and its
+    stored signature make one bucket search; otherwise rte_hash_get_key_with_position
+    (which looks the key up to check it) and rte_hash_del_key (which hashes it again)."""
     cdef void *key
-    if rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
+    if ft.keys != NULL:
+        # rte_hash's key slot pos + 1 (slot 0 is unused): 8-byte data pointer, then key
+        rte_hash_del_key_with_hash(ft.h, ft.keys + (<size_t>pos + 1) * 64 + 8,
+                                   ft.entries[pos].sig)
+    elif rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
         rte_hash_del_key(ft.h, key)
     ft.entries[pos].valid = 0
     if ft.entries[pos].closing_since:

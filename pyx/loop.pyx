@@ -576,6 +576,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     if ft.next_gen == 0:           # 0 marks an empty EMC slot
                         ft.next_gen = 1
                     e.gen = ft.next_gen
+                    e.sig = sig[-1 - res[i]]
                     e.aggregate = agg[i]
                     e.nh_id = nh_id
                     e.member = mem
@@ -959,6 +960,7 @@ cdef class Core:
         rte_hash_get_key_with_position(ft.h, 0, &k1)   # sets k1 even when empty
         store = <size_t>k1 - 8 - kes                    # slot 1's key; slot 0 is unused
         ft.bkt = NULL
+        ft.keys = NULL
         for o in range(64, 512, 8):
             if ((<const uint32_t *>(raw + o))[0] == mask and
                     (<const uint32_t *>(raw + o + 4))[0] == kes and
@@ -969,6 +971,7 @@ cdef class Core:
                         self.heap_len) or (self.heap_mem == NULL and bkt % 64 == 0):
                     ft.bkt = <const uint8_t *>bkt
                     ft.bkt_mask = mask
+                    ft.keys = <const uint8_t *>store
                 break
 
     def bucket_array(self):
