@@ -1,6 +1,6 @@
 # Flow stage (SPEC §4, docs/flow-table.md): one table per worker on DPDK rte_hash (bulk
-# lookups, extendable buckets so exactly `entries` flows fit), entries in a parallel
-# array indexed by the key's rte_hash position. Only the worker touches it: no locks.
+# lookups, twice `entries` key slots, at most `entries` flows admitted), entries in a
+# parallel array indexed by the key's rte_hash position. Only the worker touches it.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from includes.rte_hash cimport (rte_hash, rte_hash_lookup, rte_hash_del_key,
@@ -16,6 +16,7 @@ cdef enum:
     TCP_RST = 0x04
     EMC_SLOTS = 4096           # exact-match cache in front of rte_hash (power of two)
     EMC_INSERT = 16            # one bulk-lookup hit in EMC_INSERT is cached
+    KEY_SLOT = 64              # rte_hash key slot: 8-byte data pointer + 48-byte key, padded
 
 ctypedef struct flow_entry_t:
     uint64_t packets
@@ -130,7 +131,7 @@ cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
     cdef void *key
     if ft.keys != NULL:
         # rte_hash's key slot pos + 1 (slot 0 is unused): 8-byte data pointer, then key
-        rte_hash_del_key_with_hash(ft.h, ft.keys + (<size_t>pos + 1) * 64 + 8,
+        rte_hash_del_key_with_hash(ft.h, ft.keys + (<size_t>pos + 1) * KEY_SLOT + 8,
                                    ft.entries[pos].sig)
     elif rte_hash_get_key_with_position(ft.h, pos, &key) == 0:
         rte_hash_del_key(ft.h, key)

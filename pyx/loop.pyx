@@ -45,7 +45,7 @@ from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_t
 from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
                   flow_age_paced, flow_full, key_eq, AGE_SLICE,
-                  flow_sig, emc_find, emc_put, EMC_SLOTS, bucket_prefetch)
+                  flow_sig, emc_find, emc_put, EMC_SLOTS, KEY_SLOT, bucket_prefetch)
 from includes.rte_hash cimport *
 from includes.rte_hash_crc cimport rte_hash_crc
 from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destroy,
@@ -935,12 +935,14 @@ cdef class Core:
         self._locate_buckets(hp.entries)
         # sweep period: a quarter of the shorter timeout (of the idle timeout while no
         # flow is closing), from 1 ms to 10 s
-        sweep = min(10.0, max(0.001, min(spec.idle_timeout, spec.tcp_close_timeout) / 4))
-        ft.age_step = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
-                          max(1, ft.slots // AGE_SLICE))
-        sweep = min(10.0, max(0.001, spec.idle_timeout / 4))
-        ft.age_step_idle = max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
-                               max(1, ft.slots // AGE_SLICE))
+        ft.age_step = self._age_step(min(spec.idle_timeout, spec.tcp_close_timeout))
+        ft.age_step_idle = self._age_step(spec.idle_timeout)
+
+    cdef uint64_t _age_step(self, double timeout):
+        """TSC between aging slices for a sweep period of timeout / 4 (1 ms to 10 s)."""
+        sweep = min(10.0, max(0.001, timeout / 4))
+        return max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
+                   max(1, self.c.flows.slots // AGE_SLICE))
 
     cdef _locate_buckets(self, uint32_t slots):
         """Find the rte_hash's bucket array for bucket_prefetch(). rte_hash keeps it in
@@ -952,7 +954,7 @@ cdef class Core:
         cdef flow_table_t *ft = &self.c.flows
         cdef void *k1
         cdef const uint8_t *raw = <const uint8_t *>ft.h
-        cdef uint32_t mask = 1, kes = 64, o
+        cdef uint32_t mask = 1, kes = KEY_SLOT, o
         cdef size_t store, bkt
         while mask < slots:
             mask <<= 1
