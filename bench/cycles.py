@@ -61,15 +61,21 @@ def main() -> int:
     if not setup:
         core.cycles(0, frames, 2)                      # warm: flows created, caches filled
     per_burst = core.cycles(0, frames, rounds)
+    # the medians of each tenth of the run, in time order: this machine switches between
+    # two speeds (about 1.8x apart) for tens of milliseconds at a time, which shows here
+    tenth = max(1, len(per_burst) // 10)
+    tenths = [round(statistics.median(per_burst[i:i + tenth]))
+              for i in range(0, tenth * 10, tenth) if per_burst[i:i + tenth]]
     per_burst.sort()
     hz = _core.tsc_hz()
     res = {"scenario": a.scenario, "frames": len(frames), "rounds": rounds,
            "bursts": len(per_burst), "tsc_hz": hz,
            "cycles_p10": round(per_burst[len(per_burst) // 10], 1),
            "cycles_median": round(statistics.median(per_burst), 1),
-           "flows": core.flow_counters()}
+           "cycles_by_tenth": tenths, "flows": core.flow_counters()}
     print(f"{a.scenario}: {res['cycles_p10']} cycles/packet (p10), {res['cycles_median']}"
           f" median, over {len(per_burst)} bursts; {hz / 1e9:.2f} GHz TSC")
+    print(f"medians by tenth of the run: {tenths}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0

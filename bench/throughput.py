@@ -183,6 +183,16 @@ def setup_rate(s: dict, flows: int) -> float:
     return statistics.median(rates[1:] or rates)
 
 
+def net_of_vdev(rate: float, io_mpps: float) -> float:
+    """Setups/s of the forwarding core alone: our time per new flow minus testpmd io's
+    time per packet on the same vdev (net_pcap's replay copy and drop, which a NIC's
+    rx/tx costs far less than), measured in the same round."""
+    per = 1 / rate - 1 / (io_mpps * 1e6)
+    if per <= 0:
+        raise SystemExit(f"setup: {rate:.0f}/s is faster than testpmd io ({io_mpps} Mpps)")
+    return 1 / per
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5)
@@ -221,6 +231,10 @@ def main() -> int:
         "ours_drops": {k: v for k, v in s["drops"].items() if v},
         "flows": s["flows"],
         "flow_setups_per_s": round(statistics.median(setups)),
+        # the same rate with the vdev's own cost per packet taken out: testpmd io's time
+        # per packet (pcap rx + drop tx) in the same round, subtracted from ours per setup
+        "flow_setups_per_s_net_of_vdev": round(statistics.median(
+            net_of_vdev(r, io) for r, io in zip(setups, ios))),
         "host": platform.node(), "cpu_count": os.cpu_count(),
     }
     print(f"scenario {a.scenario}: testpmd macswap {macswap:.2f} Mpps, io {io:.2f} Mpps, "
@@ -232,8 +246,12 @@ def main() -> int:
         rate = result["flow_setups_per_s"]
         result["setup_target_per_s"] = SETUP_TARGET
         result["meets_target"] = rate >= SETUP_TARGET
+        result["meets_target_net_of_vdev"] = \
+            result["flow_setups_per_s_net_of_vdev"] >= SETUP_TARGET
         print(f"flow setups: {rate / 1e6:.2f} M/s per core (target ≥ {SETUP_TARGET / 1e6:.0f} M/s),"
-              f" flows created {s['flows']['flow_created']:,}, aged {s['flows']['flow_aged']:,}")
+              f" flows created {s['flows']['flow_created']:,}, aged {s['flows']['flow_aged']:,};"
+              f" {result['flow_setups_per_s_net_of_vdev'] / 1e6:.2f} M/s net of the vdev's"
+              f" rx/tx cost (testpmd io)")
         Path(a.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {a.json}")
     return 0
