@@ -65,7 +65,7 @@ def main() -> int:
     # two speeds (about 1.8x apart) for tens of milliseconds at a time, which shows here
     tenth = max(1, len(per_burst) // 10)
     tenths = [round(statistics.median(per_burst[i:i + tenth]))
-              for i in range(0, tenth * 10, tenth) if per_burst[i:i + tenth]]
+              for i in range(0, min(10 * tenth, len(per_burst)), tenth)]
     per_burst.sort()
     hz = _core.tsc_hz()
     res = {"scenario": a.scenario, "frames": len(frames), "rounds": rounds,

@@ -231,10 +231,6 @@ def main() -> int:
         "ours_drops": {k: v for k, v in s["drops"].items() if v},
         "flows": s["flows"],
         "flow_setups_per_s": round(statistics.median(setups)),
-        # the same rate with the vdev's own cost per packet taken out: testpmd io's time
-        # per packet (pcap rx + drop tx) in the same round, subtracted from ours per setup
-        "flow_setups_per_s_net_of_vdev": round(statistics.median(
-            net_of_vdev(r, io) for r, io in zip(setups, ios))),
         "host": platform.node(), "cpu_count": os.cpu_count(),
     }
     print(f"scenario {a.scenario}: testpmd macswap {macswap:.2f} Mpps, io {io:.2f} Mpps, "
@@ -244,13 +240,16 @@ def main() -> int:
     Path(a.json).write_text(json.dumps(result, indent=2))
     if a.scenario in ("setup", "churn"):
         rate = result["flow_setups_per_s"]
+        # the same rate with the vdev's own cost per packet taken out: testpmd io's time
+        # per packet (pcap rx + drop tx) in the same round, subtracted from ours per setup
+        net = round(statistics.median(net_of_vdev(r, i) for r, i in zip(setups, ios)))
+        result["flow_setups_per_s_net_of_vdev"] = net
         result["setup_target_per_s"] = SETUP_TARGET
         result["meets_target"] = rate >= SETUP_TARGET
-        result["meets_target_net_of_vdev"] = \
-            result["flow_setups_per_s_net_of_vdev"] >= SETUP_TARGET
+        result["meets_target_net_of_vdev"] = net >= SETUP_TARGET
         print(f"flow setups: {rate / 1e6:.2f} M/s per core (target ≥ {SETUP_TARGET / 1e6:.0f} M/s),"
               f" flows created {s['flows']['flow_created']:,}, aged {s['flows']['flow_aged']:,};"
-              f" {result['flow_setups_per_s_net_of_vdev'] / 1e6:.2f} M/s net of the vdev's"
+              f" {net / 1e6:.2f} M/s net of the vdev's"
               f" rx/tx cost (testpmd io)")
         Path(a.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {a.json}")
