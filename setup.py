@@ -17,7 +17,8 @@ def pkg_config(*args):
 
 
 cflags = pkg_config("--cflags")
-libs = pkg_config("--libs")
+# net_ring for the loopback port (rte_eth_from_ring); EAL loads the other PMDs itself
+libs = pkg_config("--libs") + ["-lrte_net_ring"]
 debug = os.environ.get("DP_DEBUG") == "1"
 extra = ["-O3", "--param", "max-inline-insns-single=2000", "--param", "max-inline-insns-auto=400", "--param", "early-inlining-insns=200", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
          "-Wno-unreachable-code", "-DDP_DEBUG=%d" % debug]

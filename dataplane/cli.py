@@ -142,7 +142,7 @@ def cmd_run(a, eal: list[str]) -> int:
         err.print(f"rx {s['rx']:,}  tx {s['tx']:,}  drops {sum(s['drops'].values()):,}")
 
     s = runtime.run(cfg, eal, duration=a.duration, on_stats=None if a.quiet else report,
-                    interval=a.stats_interval)
+                    interval=a.stats_interval, loop=a.loop)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(s, f, indent=2)
@@ -283,8 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out-dir", required=True)
     r.add_argument("-q", "--quiet", action="store_true")
     u = sub.add_parser("run", help="forward until SIGINT/SIGTERM",
-                       usage="dataplane run CONFIG [--duration S] [-- EAL args]")
+                       usage="dataplane run CONFIG [--duration S] [--loop PCAP] "
+                             "[-- EAL args]")
     u.add_argument("config")
+    u.add_argument("--loop", metavar="PCAP",
+                   help="instead of the configured devices, every port is a loopback "
+                        "ring preloaded with PCAP's frames: what it transmits it receives "
+                        "again, with no per-packet copy (a benchmark source; each pass "
+                        "decrements the TTL, so packets last about 63 passes)")
     u.add_argument("--duration", type=float, help="stop after S seconds")
     u.add_argument("--stats-interval", type=float, default=1.0)
     u.add_argument("--json", help="write the final stats here")

@@ -31,18 +31,20 @@ class InputError(ValueError):
     the CLI reports it in one line and exits 2."""
 
 
-def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None) -> list[str]:
-    """The EAL argv for cfg: lcores, memory, one --vdev / -a per port, then extra args."""
+def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None,
+             devices: bool = True) -> list[str]:
+    """The EAL argv for cfg: lcores, memory, one --vdev / -a per port (unless the ports
+    are made after EAL starts: `devices=False`), then extra args."""
     e = cfg.eal
     args = ["dataplane", "-l", e.lcores, "--file-prefix", prefix or f"dp{os.getpid()}",
             "--no-shconf", "--log-level", "lib.eal:warning"]
     args += ["-m", str(e.memory_mb)]
     if e.no_huge:
         args.append("--no-huge")
-    pci = [p for p in cfg.ports if PCI_RE.match(p.dev_name)]
+    pci = [p for p in cfg.ports if PCI_RE.match(p.dev_name)] if devices else []
     if not pci:
         args.append("--no-pci")
-    for p in cfg.ports:
+    for p in cfg.ports if devices else ():
         args += ["-a", p.devargs] if p in pci else ["--vdev", p.devargs]
     return args + list(e.extra) + list(extra)
 
@@ -61,22 +63,29 @@ def counter_names() -> list[str]:
 class Forwarder:
     """The Cython core plus its DPDK ports, in this process (EAL initialized here)."""
 
-    def __init__(self, cfg: Config, extra_eal: list[str] = ()):
+    def __init__(self, cfg: Config, extra_eal: list[str] = (), loop: Optional[str] = None):
+        """loop: a pcap; every port becomes a loopback ring preloaded with its frames
+        (loop_frames) instead of the device its devargs name."""
         from . import _core
         self.cfg, self._core_mod = cfg, _core
         self.worker_lcore()            # a bad lcore list fails before EAL starts
-        _core.eal_init(eal_args(cfg, extra_eal))
+        data = loop_pcap(loop, cfg.eal.mbuf_size) if loop else None
+        frames = _core.pcap_frames(data)[0] if loop else 0
+        _core.eal_init(eal_args(cfg, extra_eal, devices=not loop))
         if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
             err = _core.lock_memory()
             if err:
                 print(f"warning: mlockall: {os.strerror(err)}; memory stays unlocked "
                       "(flow setup will page-fault)", file=sys.stderr)
-        _core.pool_create(cfg.eal.mbufs, cfg.eal.mbuf_size)
+        # a loopback ring holds its frames' mbufs for good: on top of the configured pool
+        _core.pool_create(cfg.eal.mbufs + frames * len(cfg.ports), cfg.eal.mbuf_size)
         self.pool_start = _core.pool_in_use()
         self.core = _core.Core(cfg)
+        self.loop_frames = frames
         for p in cfg.ports:
             try:
-                self.core.bind_port(p.index, p.dev_name)
+                dev = _core.loop_port(f"loop{p.index}", data) if loop else p.dev_name
+                self.core.bind_port(p.index, dev)
             except DataplaneError as e:
                 if e.errno != errno.ENODEV:
                     raise
@@ -104,6 +113,7 @@ class Forwarder:
 
     def close(self) -> None:
         self.core.close_ports()
+        self._core_mod.loop_ports_free()
 
     def mbufs_in_use(self) -> int:
         """mbufs out of the pool beyond its start value. Only meaningful after close():
@@ -142,6 +152,27 @@ def parse_lcores(spec: str) -> list[int]:
 
 
 # ---------------------------------------------------------------- pcap helpers
+
+def loop_pcap(path: str, mbuf_size: int) -> bytes:
+    """The bytes of a pcap a loopback port can hold: classic pcap, Ethernet, every frame
+    within an mbuf's data room (mbuf_size less the 128-byte headroom)."""
+    from . import _core
+    try:
+        data = Path(path).read_bytes()
+        frames, longest, link = _core.pcap_frames(data)
+    except OSError as e:
+        raise InputError(f"--loop {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise InputError(f"--loop {path}: {e}") from None
+    if link != 1:
+        raise InputError(f"--loop {path}: link type {link}, not Ethernet (1)")
+    if not frames:
+        raise InputError(f"--loop {path}: no packets")
+    if longest > mbuf_size - 128:
+        raise InputError(f"--loop {path}: a {longest}-byte frame does not fit an mbuf of "
+                         f"{mbuf_size - 128} data bytes (eal.mbuf_size {mbuf_size})")
+    return data
+
 
 def pcap_count(path: str) -> int:
     """Packets in a classic pcap (either byte order, µs or ns) or pcapng file."""
@@ -274,10 +305,12 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
 
 
 def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None,
-        on_stats: Optional[Callable[[dict], None]] = None, interval: float = 1.0) -> dict:
-    """Forward until SIGINT/SIGTERM (or `duration` seconds); final stats."""
+        on_stats: Optional[Callable[[dict], None]] = None, interval: float = 1.0,
+        loop: Optional[str] = None) -> dict:
+    """Forward until SIGINT/SIGTERM (or `duration` seconds); final stats. loop: a pcap
+    that every port receives again and again, as loopback rings (Forwarder)."""
     with stop_on_signals() as sig:
-        fw = Forwarder(cfg, extra_eal)
+        fw = Forwarder(cfg, extra_eal, loop)
         fw.start()
         samples = []               # (seconds since start, packets received, flows created)
         try:
@@ -297,6 +330,7 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
             fw.stop()
             summary = fw.stats()
             summary["samples"] = samples
+            summary["loop_frames"] = fw.loop_frames
             fw.close()
             summary["mbufs_in_use_after"] = fw.mbufs_in_use()
     return summary

@@ -52,6 +52,10 @@ from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destro
                                   rte_malloc_heap_get_socket, rte_malloc_heap_memory_add,
                                   rte_malloc_heap_memory_remove, rte_eal_has_hugepages)
 from thp cimport thp_map, thp_unmap, thp_size, HUGE_PAGE
+from includes.rte_ring cimport rte_ring, rte_ring_create, rte_ring_free, RING_F_SP_ENQ, RING_F_SC_DEQ
+from includes.rte_eth_ring cimport rte_eth_from_ring
+from loopport cimport (pcap_walk_t, pcap_walk, ring_fill, ring_drain, PCAP_NOT_PCAP,
+                       PCAP_TRUNCATED, PCAP_NO_MBUF, PCAP_TOO_LONG, PCAP_RING_FULL)
 
 DEF BURST = 32
 DEF MAX_PORTS = 32
@@ -652,6 +656,8 @@ cdef int worker(void *arg) noexcept nogil:
             n = rte_eth_rx_burst(c.ports[i].port_id, 0, pkts, BURST)
             if n == 0:
                 continue
+            for j in range(n):         # mbufs from a ring (a loopback port) come cold
+                rte_prefetch0(pkts[j])
             k = process_burst(c, i, pkts, n, out, out_port)
             if k == 0:
                 continue
@@ -791,6 +797,76 @@ def pool_in_use():
     if _pool == NULL:
         return 0
     return rte_mempool_in_use_count(_pool)
+
+
+# ---------------------------------------------------------------- loopback ports
+
+cdef rte_ring *_loop_rings[MAX_PORTS]
+cdef int _nloop = 0
+
+PCAP_ERRORS = {PCAP_NOT_PCAP: "not a classic pcap file (pcapng is not supported here)",
+               PCAP_TRUNCATED: "truncated: a record runs past the end of the file",
+               PCAP_NO_MBUF: "mbuf pool exhausted", PCAP_TOO_LONG: "frame longer than an mbuf",
+               PCAP_RING_FULL: "ring full"}
+
+
+def pcap_frames(bytes data):
+    """(frames, longest frame, link type) of a classic pcap file held in `data`; a
+    malformed file raises ValueError."""
+    cdef pcap_walk_t w
+    cdef const uint8_t *b = <const uint8_t *><const char *>data
+    cdef size_t n = len(data)
+    cdef int r
+    with nogil:
+        r = pcap_walk(b, n, &w)
+    if r:
+        raise ValueError(f"{PCAP_ERRORS[r]} (after {w.frames} frames)")
+    return w.frames, w.longest, w.linktype
+
+
+def loop_port(str name, bytes data):
+    """A net_ring port whose RX and TX queue are one rte_ring, filled with every frame of
+    the pcap `data` in mbufs of the pool: what the worker transmits on it, it receives
+    again. Its DPDK device name (for Core.bind_port)."""
+    global _nloop
+    cdef pcap_walk_t w
+    cdef const uint8_t *b = <const uint8_t *><const char *>data
+    cdef size_t n = len(data)
+    cdef unsigned size = 2
+    cdef int r
+    cdef rte_ring *ring
+    cdef char dev[64]
+    if _pool == NULL:
+        raise RuntimeError("pool_create() must run before loop_port()")
+    if _nloop == MAX_PORTS:
+        raise ValueError(f"at most {MAX_PORTS} loopback ports")
+    frames = pcap_frames(data)[0]
+    while size <= frames:              # capacity is size - 1: every mbuf fits back in
+        size <<= 1
+    ring = <rte_ring *>check_ptr(rte_ring_create(name.encode(), size, SOCKET_ID_ANY,
+                                                 RING_F_SP_ENQ | RING_F_SC_DEQ),
+                                 f"rte_ring_create({name}, {size})")
+    _loop_rings[_nloop] = ring         # loop_ports_free() drains and frees it
+    _nloop += 1
+    with nogil:
+        r = ring_fill(ring, _pool, b, n, &w)
+    if r:
+        raise ValueError(f"{name}: frame {w.frames}: {PCAP_ERRORS[r]}")
+    pid = check(rte_eth_from_ring(ring), f"rte_eth_from_ring({name})", True)
+    check(rte_eth_dev_get_name_by_port(pid, dev), "rte_eth_dev_get_name_by_port")
+    return dev.decode()
+
+
+def loop_ports_free():
+    """Drain and free the loopback rings (worker stopped, ports closed: net_ring leaves
+    caller-owned rings alone); the mbufs they still held."""
+    global _nloop
+    cdef uint64_t total = 0
+    while _nloop:
+        _nloop -= 1
+        total += ring_drain(_loop_rings[_nloop])
+        rte_ring_free(_loop_rings[_nloop])
+    return total
 
 
 def tsc_hz():

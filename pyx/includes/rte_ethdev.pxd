@@ -25,6 +25,7 @@ cdef extern from "rte_ethdev.h" nogil:
                                         void *userdata) noexcept nogil
 
     int rte_eth_dev_get_port_by_name(const char *name, uint16_t *port_id)
+    int rte_eth_dev_get_name_by_port(uint16_t port_id, char *name)
     int rte_eth_dev_socket_id(uint16_t port_id)
     int rte_eth_dev_configure(uint16_t port_id, uint16_t nb_rx_queue, uint16_t nb_tx_queue,
                               const rte_eth_conf *eth_conf)
