@@ -69,8 +69,7 @@ class Forwarder:
         from . import _core
         self.cfg, self._core_mod = cfg, _core
         self.worker_lcore()            # a bad lcore list fails before EAL starts
-        data = loop_pcap(loop, cfg.eal.mbuf_size) if loop else None
-        frames = _core.pcap_frames(data)[0] if loop else 0
+        data, frames = loop_pcap(loop, cfg.eal.mbuf_size) if loop else (None, 0)
         _core.eal_init(eal_args(cfg, extra_eal, devices=not loop))
         if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
             err = _core.lock_memory()
@@ -153,9 +152,10 @@ def parse_lcores(spec: str) -> list[int]:
 
 # ---------------------------------------------------------------- pcap helpers
 
-def loop_pcap(path: str, mbuf_size: int) -> bytes:
-    """The bytes of a pcap a loopback port can hold: classic pcap, Ethernet, every frame
-    within an mbuf's data room (mbuf_size less the 128-byte headroom)."""
+def loop_pcap(path: str, mbuf_size: int) -> tuple[bytes, int]:
+    """The bytes and frame count of a pcap a loopback port can hold: classic pcap,
+    Ethernet, every frame within an mbuf's data room (mbuf_size less the 128-byte
+    headroom)."""
     from . import _core
     try:
         data = Path(path).read_bytes()
@@ -171,7 +171,7 @@ def loop_pcap(path: str, mbuf_size: int) -> bytes:
     if longest > mbuf_size - 128:
         raise InputError(f"--loop {path}: a {longest}-byte frame does not fit an mbuf of "
                          f"{mbuf_size - 128} data bytes (eal.mbuf_size {mbuf_size})")
-    return data
+    return data, frames
 
 
 def pcap_count(path: str) -> int:

@@ -12,4 +12,3 @@ cdef extern from "rte_ring.h" nogil:
                                     unsigned *free_space)
     unsigned rte_ring_dequeue_burst(rte_ring *r, void **obj_table, unsigned n,
                                     unsigned *available)
-    unsigned rte_ring_count(const rte_ring *r)
