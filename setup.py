@@ -30,10 +30,21 @@ def ext(name, src):
                      extra_compile_args=cflags + extra, extra_link_args=libs)
 
 
+extensions = [ext("dataplane._core", "pyx/loop.pyx"),
+              ext("dataplane._hashing", "pyx/hashing.pyx"),
+              ext("dataplane._rss", "pyx/rss.pyx")]
+# DP_EXT=dataplane._rss,... builds only those modules (others may be mid-edit)
+only = {name.strip() for name in os.environ.get("DP_EXT", "").split(",") if name.strip()}
+if only:
+    unknown = only - {e.name for e in extensions}
+    if unknown:
+        raise SystemExit(f"DP_EXT: unknown extension(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(e.name for e in extensions)}")
+    extensions = [e for e in extensions if e.name in only]
+
 setup(
     ext_modules=cythonize(
-        [ext("dataplane._core", "pyx/loop.pyx"),
-         ext("dataplane._hashing", "pyx/hashing.pyx")],
+        extensions,
         include_path=["pyx"],
         compiler_directives={"language_level": 3, "boundscheck": False,
                              "wraparound": False, "cdivision": True},

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import spread
+from .config.lcores import eal_flag, parse_lcores
 from .config.model import Config
 from .drops import DROP_REASONS
 from .errors import DataplaneError
@@ -36,7 +37,7 @@ def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None,
     """The EAL argv for cfg: lcores, memory, one --vdev / -a per port (unless the ports
     are made after EAL starts: `devices=False`), then extra args."""
     e = cfg.eal
-    args = ["dataplane", "-l", e.lcores, "--file-prefix", prefix or f"dp{os.getpid()}",
+    args = ["dataplane", *eal_flag(e.lcores), "--file-prefix", prefix or f"dp{os.getpid()}",
             "--no-shconf", "--log-level", "lib.eal:warning"]
     args += ["-m", str(e.memory_mb)]
     if e.no_huge:
@@ -68,7 +69,7 @@ class Forwarder:
         (loop_frames) instead of the device its devargs name."""
         from . import _core
         self.cfg, self._core_mod = cfg, _core
-        self.worker_lcore()            # a bad lcore list fails before EAL starts
+        self.lcores = self.worker_lcores()   # a bad lcore list fails before EAL starts
         data, frames = loop_pcap(loop, cfg.eal.mbuf_size) if loop else (None, 0)
         _core.eal_init(eal_args(cfg, extra_eal, devices=not loop))
         if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
@@ -79,11 +80,12 @@ class Forwarder:
         # a loopback ring holds its frames' mbufs for good: on top of the configured pool
         _core.pool_create(cfg.eal.mbufs + frames * len(cfg.ports), cfg.eal.mbuf_size)
         self.pool_start = _core.pool_in_use()
-        self.core = _core.Core(cfg)
+        self.core = _core.Core(cfg, workers=len(self.lcores))
         self.loop_frames = frames
         for p in cfg.ports:
             try:
-                dev = _core.loop_port(f"loop{p.index}", data) if loop else p.dev_name
+                dev = (_core.loop_port(f"loop{p.index}", data, len(self.lcores)) if loop
+                       else p.dev_name)
                 self.core.bind_port(p.index, dev)
             except DataplaneError as e:
                 if e.errno != errno.ENODEV:
@@ -96,15 +98,16 @@ class Forwarder:
         self.started = self.stopped = None
 
     def start(self) -> None:
-        self.core.launch(self.worker_lcore())
+        self.core.launch(self.lcores)
         self.started = time.monotonic()
 
-    def worker_lcore(self) -> int:
+    def worker_lcores(self) -> list[int]:
+        """The workers' lcores: every lcore of eal.lcores but the first (the main)."""
         lcores = parse_lcores(self.cfg.eal.lcores)
         if len(lcores) < 2:
             raise InputError(f"{self.cfg.path}: eal.lcores: need a main and a worker lcore, "
                              f"got {self.cfg.eal.lcores!r}")
-        return lcores[1]
+        return lcores[1:]
 
     def stop(self) -> None:
         self.core.stop()
@@ -140,14 +143,6 @@ class Forwarder:
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}
-
-
-def parse_lcores(spec: str) -> list[int]:
-    out = []
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
 
 
 # ---------------------------------------------------------------- pcap helpers
@@ -223,23 +218,75 @@ def write_empty_pcap(path: str) -> None:
 
 # ---------------------------------------------------------------- replay
 
+def workers_of(cfg: Config) -> int:
+    return max(1, len(parse_lcores(cfg.eal.lcores)) - 1)
+
+
 def replay_config(cfg: Config, inputs: dict[str, str], out_dir: str) -> Config:
     """cfg with every port's devargs replaced by a net_pcap vdev: rx from its --in file
-    (or an empty pcap), tx to DIR/<port>.pcap."""
+    (or an empty pcap), tx to DIR/<port>.pcap. With N workers each port has N queues:
+    its input is split by RSS into DIR/.queues/<port>.rx<q>.pcap (one rx_pcap per
+    queue, as a NIC's RSS would fill them) and queue q transmits to
+    DIR/.queues/<port>.tx<q>.pcap, merged into DIR/<port>.pcap afterwards
+    (merge_outputs)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     empty = out / ".empty.pcap"
     write_empty_pcap(str(empty))
+    n = workers_of(cfg)
+    qdir = out / ".queues"
+    if n > 1:
+        qdir.mkdir(exist_ok=True)
     ports = []
     for p in cfg.ports:
-        rx = Path(inputs.get(p.name, empty)).resolve()
-        tx = (out / f"{p.name}.pcap").resolve()
-        for f in (rx, tx):
+        rx = [Path(inputs.get(p.name, empty)).resolve()]
+        tx = [(out / f"{p.name}.pcap").resolve()]
+        if n > 1:
+            rx = split_input(rx[0], n, qdir, p.name) if p.name in inputs else rx * n
+            tx = [(qdir / f"{p.name}.tx{q}.pcap").resolve() for q in range(n)]
+        for f in rx + tx:
             if "," in str(f):
                 raise InputError(f"pcap path may not contain ',': {f}")
-        dev = f"net_pcap_{p.index},rx_pcap={rx},tx_pcap={tx}"
+        dev = ",".join([f"net_pcap_{p.index}"] + [f"rx_pcap={f}" for f in rx] +
+                       [f"tx_pcap={f}" for f in tx])
         ports.append(dataclasses.replace(p, devargs=dev))
     return dataclasses.replace(cfg, ports=ports)
+
+
+def split_input(path: Path, n: int, qdir: Path, port: str) -> list[Path]:
+    """The input pcap split into one file per RX queue by the NIC's RSS (dataplane/rss.py:
+    symmetric Toeplitz key, default redirection table)."""
+    from . import rss
+    data = path.read_bytes()
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        raise InputError(f"{path}: with several workers replay splits its inputs by RSS "
+                         "and reads classic pcap only (convert: editcap -F pcap IN OUT)")
+    try:
+        parts = rss.split_pcap(data, n)
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+    files = []
+    for q, part in enumerate(parts):
+        f = (qdir / f"{port}.rx{q}.pcap").resolve()
+        f.write_bytes(part)
+        files.append(f)
+    return files
+
+
+def merge_outputs(cfg: Config, out_dir: str) -> None:
+    """Each port's per-queue TX pcaps into DIR/<port>.pcap, in timestamp order."""
+    from . import rss
+    qdir = Path(out_dir) / ".queues"
+    n = workers_of(cfg)
+    if n == 1:
+        return
+    for p in cfg.ports:
+        parts = [qdir / f"{p.name}.tx{q}.pcap" for q in range(n)]
+        (Path(out_dir) / f"{p.name}.pcap").write_bytes(
+            rss.merge_pcaps([f.read_bytes() for f in parts]))
+    for f in qdir.iterdir():
+        f.unlink()
+    qdir.rmdir()
 
 
 @contextlib.contextmanager
@@ -293,6 +340,7 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
             flows = fw.core.flows()
             fw.close()
             summary["mbufs_in_use_after"] = fw.mbufs_in_use()
+            merge_outputs(cfg, out_dir)
     summary["interrupted"] = sig["stop"]
     (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
     spread.add_flow_counts(cfg, summary["groups"], out_dir)

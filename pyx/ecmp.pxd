@@ -14,6 +14,7 @@ cdef enum:
     FRAG_SLOTS = 4096          # direct-mapped: a collision evicts, an entry expires
 
 ctypedef struct group_t:
+    uint32_t id                # its index: per-worker member counters are [id][member]
     uint32_t n_buckets
     uint16_t *buckets          # member slot per bucket
     uint32_t n_members
@@ -23,7 +24,6 @@ ctypedef struct group_t:
     uint8_t frag_follow        # 1: fragments: follow; 0: fragments: l3
     uint32_t member_nh[MAX_MEMBERS]
     uint8_t member_state[MAX_MEMBERS]   # MEMBER_* below
-    uint64_t member_pkts[MAX_MEMBERS]
 
 ctypedef struct frag_entry_t:
     uint64_t expires           # TSC; 0 = empty

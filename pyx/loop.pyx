@@ -27,7 +27,11 @@ from includes.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_a
 from includes.rte_ethdev cimport *
 from includes.rte_lpm cimport *
 from includes.rte_lpm6 cimport *
-from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set
+from includes.shim cimport (dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set,
+                            dp_ptr_get, dp_ptr_set)
+from includes.rte_rcu_qsbr cimport *
+from libc.stdint cimport int32_t
+from posix.unistd cimport usleep
 from errors cimport check, check_ptr
 import ipaddress
 import numpy as np
@@ -53,12 +57,14 @@ from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destro
                                   rte_malloc_heap_memory_remove, rte_eal_has_hugepages)
 from thp cimport thp_map, thp_unmap, thp_size, HUGE_PAGE
 from includes.rte_ring cimport rte_ring, rte_ring_create, rte_ring_free, RING_F_SP_ENQ, RING_F_SC_DEQ
-from includes.rte_eth_ring cimport rte_eth_from_ring
-from loopport cimport (pcap_walk_t, pcap_walk, ring_fill, ring_drain, PCAP_NOT_PCAP,
+from includes.rte_eth_ring cimport rte_eth_from_ring, rte_eth_from_rings
+from rss cimport RSS_SYMMETRIC_KEY
+from loopport cimport (pcap_walk_t, pcap_walk, pcap_queues, ring_fill, ring_drain, PCAP_NOT_PCAP,
                        PCAP_TRUNCATED, PCAP_NO_MBUF, PCAP_TOO_LONG, PCAP_RING_FULL)
 
 DEF BURST = 32
 DEF MAX_PORTS = 32
+DEF MAX_WORKERS = 16
 DEF HASH_BYTES_PER_SLOT = 90       # an rte_hash's memory per key slot (docs/flow-table.md §6)
 
 ctypedef struct port_t:
@@ -73,9 +79,26 @@ ctypedef struct port_t:
     rte_eth_dev_tx_buffer *txb
     fat_rules_t fat
 
+ctypedef struct tables_t:
+    # One published version of the forwarding tables (docs/workers.md): immutable once
+    # published; a change builds a new version that shares what it does not change.
+    vrf_t *vrfs
+    nexthop_t *nhs
+    group_t *groups
+    mpls_t *mpls               # LFIB, pseudowires, node MPLS settings
+    uint64_t version
+
+ctypedef struct shared_t:
+    tables_t *current          # workers load it once per loop iteration
+    rte_rcu_qsbr *rcu          # each worker reports a quiescent state per iteration
+
 ctypedef struct ctx_t:
     int stop
+    uint16_t worker            # worker index = its RX/TX queue on every port
     uint16_t nports
+    shared_t *shared
+    const tables_t *cur        # the version vrfs/nhs/groups/mpls were taken from
+    uint64_t *member_pkts      # [group id * MAX_MEMBERS + member slot]
     uint64_t drain_tsc         # flush TX buffers at least this often
     uint64_t loops
     uint64_t fake_now          # tests: the clock (TSC units); 0 = rte_rdtsc()
@@ -88,7 +111,7 @@ ctypedef struct ctx_t:
     uint64_t entropy_mask4[2]
     frag_table_t *frag
     flow_table_t flows
-    mpls_t mpls
+    mpls_t mpls                # the version's settings; el_not_readable is this worker's
     # MPLS work is called through pointers so that the compiler keeps it out of the IP
     # fast path's loops (inlined, it costs the plain IP path ~15 % in register pressure)
     int (*on_region)(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end,
@@ -102,6 +125,21 @@ ctypedef struct ctx_t:
 assert D_TX_FULL - D_PARSE_ERROR == 6 and D_FLOW_TABLE_FULL == D_TX_FULL + 1
 assert D_MPLS_TTL_EXPIRED == D_NO_LFIB_ENTRY + 1 == D_FLOW_TABLE_FULL + 2
 DEF NO_PW = 0xffff
+
+
+cdef inline void tables_refresh(ctx_t *c) noexcept nogil:
+    """Take the published table version (once per loop iteration; the version stays
+    valid until this worker's next quiescent report)."""
+    cdef const tables_t *t = <const tables_t *>dp_ptr_get(<void **>&c.shared.current)
+    cdef uint64_t el
+    if t != c.cur:
+        c.cur = t
+        c.vrfs = t.vrfs
+        c.nhs = t.nhs
+        c.groups = t.groups
+        el = c.mpls.el_not_readable
+        c.mpls = t.mpls[0]
+        c.mpls.el_not_readable = el
 
 
 cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
@@ -163,7 +201,7 @@ cdef inline const nexthop_t *pick(ctx_t *c, port_t *pt, uint32_t via, uint32_t h
         drop(pt, m, D_NO_ROUTE)
         return NULL
     mem = g.buckets[bucket_of(h, g.n_buckets)]
-    g.member_pkts[mem] += 1
+    c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
     return &c.nhs[g.member_nh[mem]]
 
 
@@ -349,7 +387,7 @@ cdef inline void emit(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uint32_t n
         if mem == NO_MEMBER:
             drop(pt, m, D_NO_ROUTE)
             return
-        g.member_pkts[mem] += 1
+        c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
         nh_id = g.member_nh[mem]
     nh = &c.nhs[nh_id]
     if nh.n_push == 0 and nh.tunnel == TUN_NONE:
@@ -438,7 +476,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     cdef group_t *g
     cdef int r
     cdef int32_t a, fresh
-    cdef bint lookup, direct, early
+    cdef bint lookup, insert, direct, early
     cdef uint64_t now = clock_now(c)
     pt.cnt[C_RX] += n
     # mostly new flows in the last burst: no EMC and no bulk lookup; step 3 inserts-or-
@@ -507,16 +545,21 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         e = NULL
         h = 0
         lookup = p.l4
+        # a first fragment uses its flow's entry but never makes one: RSS sends fragments
+        # by addresses only, maybe to another worker than the flow's (docs/workers.md §3)
+        insert = lookup and not p.frag
         fresh = -1
         if at[i] >= 0:
             e = &ft.entries[at[i]]
         elif lookup and direct:
-            a = rte_hash_lookup_with_hash(ft.h, key, sig[-1 - r]) if flow_full(ft) else \
-                rte_hash_add_key_with_hash(ft.h, key, sig[-1 - r])
+            if flow_full(ft) or not insert:
+                a = rte_hash_lookup_with_hash(ft.h, key, sig[-1 - r])
+            else:
+                a = rte_hash_add_key_with_hash(ft.h, key, sig[-1 - r])
             if a >= 0:
                 if ft.entries[a].valid:
                     e = &ft.entries[a]
-                else:
+                elif insert:
                     fresh = a              # a new slot: filled below, or given back
         elif lookup and nc:
             # a packet of a flow created earlier in this burst is a hit (no route lookup):
@@ -561,7 +604,7 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
                     unclaim(ft, key, sig, res[i], fresh)
                     drop(pt, m, D_NO_ROUTE)
                     continue
-            if lookup:
+            if insert:
                 if fresh >= 0:
                     a = fresh
                 else:
@@ -636,7 +679,7 @@ cdef inline void flush_all(ctx_t *c) noexcept nogil:
     cdef uint16_t i
     for i in range(c.nports):
         if c.ports[i].bound:
-            rte_eth_tx_buffer_flush(c.ports[i].port_id, 0, c.ports[i].txb)
+            rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].txb)
 
 
 cdef int worker(void *arg) noexcept nogil:
@@ -648,12 +691,16 @@ cdef int worker(void *arg) noexcept nogil:
     cdef uint16_t i, j, n, k
     cdef port_t *dst
     cdef uint64_t now, last = rte_rdtsc()
+    cdef rte_rcu_qsbr *rcu = c.shared.rcu
+    cdef uint16_t q = c.worker
     c.flows.age_next = last
+    rte_rcu_qsbr_thread_online(rcu, q)
     while not dp_flag_get(&c.stop):
+        tables_refresh(c)
         for i in range(c.nports):
             if not c.ports[i].rx:
                 continue
-            n = rte_eth_rx_burst(c.ports[i].port_id, 0, pkts, BURST)
+            n = rte_eth_rx_burst(c.ports[i].port_id, q, pkts, BURST)
             if n == 0:
                 continue
             for j in range(n):         # mbufs from a ring (a loopback port) come cold
@@ -668,13 +715,13 @@ cdef int worker(void *arg) noexcept nogil:
             if j == k and k >= BURST // 2 and dst.txb.length == 0:
                 # half a burst or more to one port, nothing buffered before it: straight
                 # to the PMD, as testpmd does (order kept; what it refuses is tx_full)
-                j = rte_eth_tx_burst(dst.port_id, 0, out, k)
+                j = rte_eth_tx_burst(dst.port_id, q, out, k)
                 if j < k:
                     tx_refused(out + j, k - j, <void *>dst.cnt)
                 continue
             for j in range(k):
                 dst = &c.ports[out_port[j]]
-                rte_eth_tx_buffer(dst.port_id, 0, dst.txb, out[j])
+                rte_eth_tx_buffer(dst.port_id, q, dst.txb, out[j])
         now = rte_rdtsc()
         if now - last > c.drain_tsc:
             flush_all(c)
@@ -682,6 +729,8 @@ cdef int worker(void *arg) noexcept nogil:
         if c.flows.capacity:
             flow_age_paced(&c.flows, now)
         c.loops += 1
+        rte_rcu_qsbr_quiescent(rcu, q)     # no table pointer held past this point
+    rte_rcu_qsbr_thread_offline(rcu, q)
     flush_all(c)
     return 0
 
@@ -801,7 +850,7 @@ def pool_in_use():
 
 # ---------------------------------------------------------------- loopback ports
 
-cdef rte_ring *_loop_rings[MAX_PORTS]
+cdef rte_ring *_loop_rings[MAX_PORTS * MAX_WORKERS]
 cdef int _nloop = 0
 
 PCAP_ERRORS = {PCAP_NOT_PCAP: "not a classic pcap file (pcapng is not supported here)",
@@ -824,35 +873,47 @@ def pcap_frames(bytes data):
     return w.frames, w.longest, w.linktype
 
 
-def loop_port(str name, bytes data):
-    """A net_ring port whose RX and TX queue are one rte_ring, filled with every frame of
-    the pcap `data` in mbufs of the pool: what the worker transmits on it, it receives
-    again. Its DPDK device name (for Core.bind_port)."""
+def loop_port(str name, bytes data, int workers=1):
+    """A net_ring port with one rte_ring per worker, each both that worker's RX and TX
+    queue, filled with the pcap `data`'s frames (in mbufs of the pool) that RSS gives
+    that worker: what a worker transmits on it, it receives again. Its DPDK device name
+    (for Core.bind_port)."""
     global _nloop
     cdef pcap_walk_t w
     cdef const uint8_t *b = <const uint8_t *><const char *>data
     cdef size_t n = len(data)
-    cdef unsigned size = 2
+    cdef unsigned size
     cdef int r
-    cdef rte_ring *ring
+    cdef uint64_t counts[MAX_WORKERS]
+    cdef rte_ring *rings[MAX_WORKERS]
     cdef char dev[64]
     if _pool == NULL:
         raise RuntimeError("pool_create() must run before loop_port()")
-    if _nloop == MAX_PORTS:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"1 to {MAX_WORKERS} workers")
+    if _nloop + workers > MAX_PORTS * MAX_WORKERS:
         raise ValueError(f"at most {MAX_PORTS} loopback ports")
-    frames = pcap_frames(data)[0]
-    while size <= frames:              # capacity is size - 1: every mbuf fits back in
-        size <<= 1
-    ring = <rte_ring *>check_ptr(rte_ring_create(name.encode(), size, SOCKET_ID_ANY,
-                                                 RING_F_SP_ENQ | RING_F_SC_DEQ),
-                                 f"rte_ring_create({name}, {size})")
-    _loop_rings[_nloop] = ring         # loop_ports_free() drains and frees it
-    _nloop += 1
+    pcap_frames(data)
+    memset(counts, 0, sizeof(counts))
     with nogil:
-        r = ring_fill(ring, _pool, b, n, &w)
+        pcap_queues(b, n, workers, &w, counts)
+    for q in range(workers):
+        size = 2
+        while size <= counts[q]:       # capacity is size - 1: every mbuf fits back in
+            size <<= 1
+        rings[q] = <rte_ring *>check_ptr(
+            rte_ring_create(f"{name}_q{q}".encode(), size, SOCKET_ID_ANY,
+                            RING_F_SP_ENQ | RING_F_SC_DEQ),
+            f"rte_ring_create({name}_q{q}, {size})")
+        _loop_rings[_nloop] = rings[q]  # loop_ports_free() drains and frees it
+        _nloop += 1
+    w.frames = 0
+    with nogil:
+        r = ring_fill(rings, workers, _pool, b, n, &w)
     if r:
         raise ValueError(f"{name}: frame {w.frames}: {PCAP_ERRORS[r]}")
-    pid = check(rte_eth_from_ring(ring), f"rte_eth_from_ring({name})", True)
+    pid = check(rte_eth_from_rings(name.encode(), rings, workers, rings, workers,
+                                   rte_socket_id()), f"rte_eth_from_rings({name})", True)
     check(rte_eth_dev_get_name_by_port(pid, dev), "rte_eth_dev_get_name_by_port")
     return dev.decode()
 
@@ -902,58 +963,121 @@ cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port) except?
     return n
 
 
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+
+
+cdef void free_vrf(vrf_t *v) noexcept nogil:
+    if v.lpm4 != NULL:
+        rte_lpm_free(v.lpm4)
+    if v.lpm6 != NULL:
+        rte_lpm6_free(v.lpm6)
+    v.lpm4 = NULL
+    v.lpm6 = NULL
+
+
 cdef class Core:
-    """One worker's compiled tables and counters (the C side of a Config)."""
-    cdef ctx_t *c
+    """The compiled tables (one published version, docs/workers.md) and the workers that
+    read them: one context per worker lcore with its own flow table, fragment table,
+    TX buffers and counters."""
+    cdef ctx_t *w[MAX_WORKERS]
+    cdef int nworkers
+    cdef shared_t shared
+    cdef tables_t *t               # the current version (being built until live)
+    cdef bint live                 # published: changes are copy-on-write + grace period
     cdef int nvrfs, nnhs, ngroups
-    cdef int launched_lcore
+    cdef list launched             # lcores of the running workers
     cdef object cfg
     cdef dict _groups
-    cdef bytes heap                # the flow table's external malloc heap (--no-huge)
-    cdef void *heap_mem
-    cdef size_t heap_len
+    cdef dict _routes              # vrf index → {prefix: next-hop id}
+    cdef list heaps                # per worker: the flow table's malloc heap (--no-huge)
+    cdef void *heap_mem[MAX_WORKERS]
+    cdef size_t heap_len[MAX_WORKERS]
+    cdef public uint64_t grace_waits   # grace periods waited (tests, stats)
 
     def __cinit__(self):
-        self.c = <ctx_t *>calloc(1, sizeof(ctx_t))
-        self.launched_lcore = -1
-        if self.c == NULL:
+        self.launched = []
+        self.t = <tables_t *>calloc(1, sizeof(tables_t))
+        if self.t == NULL:
             raise MemoryError()
+        self.t.mpls = <mpls_t *>calloc(1, sizeof(mpls_t))
+        if self.t.mpls == NULL:
+            raise MemoryError()
+        self.shared.current = self.t
 
-    def __init__(self, cfg, drain_us=100):
+    def __init__(self, cfg, drain_us=100, int workers=1):
         if _pool == NULL:
             raise RuntimeError("pool_create() must run before Core()")
         if len(cfg.ports) > MAX_PORTS:
             raise ValueError(f"at most {MAX_PORTS} ports")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"1 to {MAX_WORKERS} workers, got {workers}")
         self.cfg = cfg
-        self.c.drain_tsc = rte_get_tsc_hz() * drain_us // 1000000
-        self.c.nports = len(cfg.ports)
-        self.c.seed = cfg.node.seed
-        self.c.on_region = region_cb
-        self.c.on_decap = decap_cb
-        self.c.on_mpls = emit_mpls_cb
-        self.c.on_push = push_cb
-        self.c.frag = <frag_table_t *>calloc(1, sizeof(frag_table_t))
-        if self.c.frag == NULL:
+        self.heaps = [None] * workers
+        cdef size_t sz = rte_rcu_qsbr_get_memsize(workers)
+        cdef void *mem = NULL
+        if posix_memalign(&mem, 64, sz) != 0:
             raise MemoryError()
-        self.c.frag.timeout_tsc = rte_get_tsc_hz() * 2
-        self.c.entropy_fields = hashing.field_mask(hashing.FIELD_BITS.keys() - {
-            "flow_label", "ingress_port"})
-        key_mask4(self.c.entropy_fields, self.c.entropy_mask4)
-        for p in cfg.ports:
-            self.c.ports[p.index].l3 = p.vrf is not None
-            self.c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
-            self.c.ports[p.index].flow_mode = p.mode == "flow"
-            self.c.ports[p.index].pw = NO_PW if p.xconnect_index is None else p.xconnect_index
-            self._build_fat(p)
+        memset(mem, 0, sz)
+        self.shared.rcu = <rte_rcu_qsbr *>mem
+        check(rte_rcu_qsbr_init(self.shared.rcu, workers), "rte_rcu_qsbr_init", True)
+        for i in range(workers):
+            check(rte_rcu_qsbr_thread_register(self.shared.rcu, i),
+                  "rte_rcu_qsbr_thread_register", True)
+        cdef ctx_t *c
+        entropy = hashing.field_mask(hashing.FIELD_BITS.keys() - {"flow_label",
+                                                                   "ingress_port"})
+        for i in range(workers):
+            c = self.w[i] = <ctx_t *>calloc(1, sizeof(ctx_t))
+            if c == NULL:
+                raise MemoryError()
+            self.nworkers = i + 1
+            c.worker = i
+            c.shared = &self.shared
+            c.drain_tsc = rte_get_tsc_hz() * drain_us // 1000000
+            c.nports = len(cfg.ports)
+            c.seed = cfg.node.seed
+            c.on_region = region_cb
+            c.on_decap = decap_cb
+            c.on_mpls = emit_mpls_cb
+            c.on_push = push_cb
+            c.frag = <frag_table_t *>calloc(1, sizeof(frag_table_t))
+            if c.frag == NULL:
+                raise MemoryError()
+            c.frag.timeout_tsc = rte_get_tsc_hz() * 2
+            c.entropy_fields = entropy
+            key_mask4(c.entropy_fields, c.entropy_mask4)
+            for p in cfg.ports:
+                c.ports[p.index].l3 = p.vrf is not None
+                c.ports[p.index].vrf = p.vrf_index if p.vrf is not None else 0
+                c.ports[p.index].flow_mode = p.mode == "flow"
+                c.ports[p.index].pw = NO_PW if p.xconnect_index is None else p.xconnect_index
+                self._build_fat(p, &c.ports[p.index].fat)
         self._build_nexthops(cfg)
         self._build_groups(cfg)
         self._build_vrfs(cfg)
         self._build_mpls(cfg)
+        for i in range(workers):
+            self.w[i].member_pkts = <uint64_t *>calloc(max(1, self.ngroups) * MAX_MEMBERS,
+                                                       sizeof(uint64_t))
+            if self.w[i].member_pkts == NULL:
+                raise MemoryError()
         if any(p.mode == "flow" and p.vrf is not None for p in cfg.ports):
-            self._build_flow_table(cfg.flow_table)
+            for i in range(workers):
+                self._build_flow_table(cfg.flow_table, i)
+        self.live = True
+        for i in range(workers):
+            tables_refresh(self.w[i])
 
-    cdef _build_fat(self, p):
-        cdef fat_rules_t *fr = &self.c.ports[p.index].fat
+    @property
+    def workers(self):
+        return self.nworkers
+
+    @property
+    def version(self):
+        return self.t.version
+
+    cdef _build_fat(self, p, fat_rules_t *fr):
         rules = list(getattr(p, "fat_flows", None) or [])
         excl = list(getattr(p, "fat_flow_exclude", None) or [])
         if len(rules) > MAX_FAT_RULES or len(excl) > MAX_FAT_EXCLUDE:
@@ -975,10 +1099,12 @@ cdef class Core:
             for b in range(len(a)):
                 fr.exclude[i].addr[b] = a[b]
 
-    cdef _build_flow_table(self, spec):
+    # ------------------------------------------------------------------ flow tables
+
+    cdef _build_flow_table(self, spec, int w):
         global _table_seq
         cdef rte_hash_parameters hp
-        cdef flow_table_t *ft = &self.c.flows
+        cdef flow_table_t *ft = &self.w[w].flows
         _table_seq += 1
         name = f"flows_{_table_seq}".encode()
         memset(&hp, 0, sizeof(hp))
@@ -993,12 +1119,12 @@ cdef class Core:
         hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE   # exactly `entries` keys fit
         where = "EAL memory: raise eal.memory_mb or lower flow_table.entries"
         if not rte_eal_has_hugepages():
-            hp.socket_id = self._flow_heap(name, hp.entries)
+            hp.socket_id = self._flow_heap(name, hp.entries, w)
             where = "memory outside EAL's (mmap): lower flow_table.entries"
         ft.h = <rte_hash *>check_ptr(
             rte_hash_create(&hp),
-            f"rte_hash_create(flow table, {spec.entries} flows in {hp.entries} slots, "
-            f"≈{(HASH_BYTES_PER_SLOT * hp.entries) >> 20} MiB of {where})")
+            f"rte_hash_create(flow table of worker {w}, {spec.entries} flows in "
+            f"{hp.entries} slots, ≈{(HASH_BYTES_PER_SLOT * hp.entries) >> 20} MiB of {where})")
         ft.entries = <flow_entry_t *>thp_map(hp.entries * sizeof(flow_entry_t))
         ft.emc = <emc_slot_t *>thp_map(EMC_SLOTS * sizeof(emc_slot_t))
         if ft.entries == NULL or ft.emc == NULL:
@@ -1008,30 +1134,25 @@ cdef class Core:
         ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())
         ft.close_tsc = <uint64_t>(spec.tcp_close_timeout * rte_get_tsc_hz())
         ft.on_full_drop = spec.on_full == "drop"
-        self._locate_buckets(hp.entries)
+        self._locate_buckets(ft, hp.entries, w)
         # sweep period: a quarter of the shorter timeout (of the idle timeout while no
         # flow is closing), from 1 ms to 10 s
-        ft.age_step = self._age_step(min(spec.idle_timeout, spec.tcp_close_timeout))
-        ft.age_step_idle = self._age_step(spec.idle_timeout)
+        ft.age_step = age_step(ft.slots, min(spec.idle_timeout, spec.tcp_close_timeout))
+        ft.age_step_idle = age_step(ft.slots, spec.idle_timeout)
 
-    cdef uint64_t _age_step(self, double timeout):
-        """TSC between aging slices for a sweep period of timeout / 4 (1 ms to 10 s)."""
-        sweep = min(10.0, max(0.001, timeout / 4))
-        return max(1, <uint64_t>(sweep * rte_get_tsc_hz()) //
-                   max(1, self.c.flows.slots // AGE_SLICE))
-
-    cdef _locate_buckets(self, uint32_t slots):
+    cdef _locate_buckets(self, flow_table_t *ft, uint32_t slots, int w):
         """Find the rte_hash's bucket array for bucket_prefetch(). rte_hash keeps it in
         its private struct (rte_cuckoo_hash.h) right after bucket_bitmask,
         key_entry_size and key_store; the block is found by value, not by offset: the
         mask (from the slot count), the key entry size and the key store's address
         (from rte_hash_get_key_with_position) must all match, and the array must lie
         in the table's own heap. Anything else leaves bkt NULL (no early prefetch)."""
-        cdef flow_table_t *ft = &self.c.flows
         cdef void *k1
         cdef const uint8_t *raw = <const uint8_t *>ft.h
         cdef uint32_t mask = 1, kes = KEY_SLOT, o
         cdef size_t store, bkt
+        cdef void *heap = self.heap_mem[w]
+        cdef size_t heap_len = self.heap_len[w]
         while mask < slots:
             mask <<= 1
         mask = mask // 8 - 1
@@ -1044,36 +1165,38 @@ cdef class Core:
                     (<const uint32_t *>(raw + o + 4))[0] == kes and
                     (<const size_t *>(raw + o + 8))[0] == store):
                 bkt = (<const size_t *>(raw + o + 16))[0]
-                if (self.heap_mem != NULL and bkt >= <size_t>self.heap_mem and
-                        bkt + (<size_t>(mask + 1) << 6) <= <size_t>self.heap_mem +
-                        self.heap_len) or (self.heap_mem == NULL and bkt % 64 == 0):
+                if (heap != NULL and bkt >= <size_t>heap and
+                        bkt + (<size_t>(mask + 1) << 6) <= <size_t>heap + heap_len) or \
+                        (heap == NULL and bkt % 64 == 0):
                     ft.bkt = <const uint8_t *>bkt
                     ft.bkt_mask = mask
                     ft.keys = <const uint8_t *>store
                 break
 
-    def bucket_array(self):
+    def bucket_array(self, int worker=0):
         """(address, mask) of the located rte_hash bucket array, None if not located."""
-        if self.c.flows.bkt == NULL:
+        if self.w[worker].flows.bkt == NULL:
             return None
-        return <size_t>self.c.flows.bkt, self.c.flows.bkt_mask
+        return <size_t>self.w[worker].flows.bkt, self.w[worker].flows.bkt_mask
 
-    cdef int _flow_heap(self, bytes name, uint32_t slots) except -1:
+    cdef int _flow_heap(self, bytes name, uint32_t slots, int w) except -1:
         """With --no-huge, EAL memory sits on 4 KiB pages and the rte_hash's random
         bucket and key accesses miss the TLB: its memory comes instead from a heap of
         its own on transparent huge pages; the socket id for rte_hash_create()."""
-        self.heap = name                   # close() removes and destroys it
+        self.heaps[w] = name               # close() removes and destroys it
         return thp_heap(name, HASH_BYTES_PER_SLOT * <size_t>slots + (4 << 20),
-                        f"flow table ({slots // 2} flows)", &self.heap_mem, &self.heap_len,
-                        slots * sizeof(flow_entry_t))
+                        f"flow table ({slots // 2} flows) of worker {w}", &self.heap_mem[w],
+                        &self.heap_len[w], slots * sizeof(flow_entry_t))
+
+    # ------------------------------------------------------------------ tables
 
     cdef _build_nexthops(self, cfg):
         cdef nexthop_t *nh
         cdef bytes a
         self.nnhs = len(cfg.nexthops)
-        self.c.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
+        self.t.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
         for n in cfg.nexthops:
-            nh = &self.c.nhs[n.index]
+            nh = &self.t.nhs[n.index]
             eth = bytes(n.mac) + bytes(cfg.ports[n.port_index].mac)
             memcpy(nh.eth, <const char *>eth, 12)
             nh.port = n.port_index
@@ -1105,7 +1228,7 @@ cdef class Core:
     cdef _build_mpls(self, cfg):
         """The LFIB (an rte_hash on the 20-bit label), pseudowires and node settings."""
         global _table_seq
-        cdef mpls_t *mp = &self.c.mpls
+        cdef mpls_t *mp = self.t.mpls
         cdef rte_hash_parameters hp
         cdef lfib_entry_t *ent
         cdef uint32_t label
@@ -1156,26 +1279,59 @@ cdef class Core:
             ent.vrf = rule.vrf_index
             ent.pw = rule.pw_index
 
-    def mpls_counters(self):
-        return {"el_not_readable": self.c.mpls.el_not_readable}
+    def mpls_counters(self, per_worker=False):
+        rows = [{"el_not_readable": self.w[i].mpls.el_not_readable}
+                for i in range(self.nworkers)]
+        return rows if per_worker else add_up(rows)
 
     cdef _build_groups(self, cfg):
-        cdef group_t *g
+        cdef int i
         self.ngroups = len(cfg.groups)
-        self.c.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        self.t.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        for i in range(self.ngroups):
+            self.t.groups[i].id = i
         self._groups = {}
         for grp in cfg.groups:
             self.update_group(grp.index, [(m.nexthop_index, m.weight, True)
                                           for m in grp.members])
 
+    # ------------------------------------------------------------------ publishing
+
+    cdef tables_t *_next_version(self) except NULL:
+        """A copy of the current version's table pointers, to change and publish."""
+        cdef tables_t *nt = <tables_t *>malloc(sizeof(tables_t))
+        if nt == NULL:
+            raise MemoryError()
+        memcpy(nt, self.t, sizeof(tables_t))
+        nt.version = self.t.version + 1
+        return nt
+
+    cdef _publish(self, tables_t *nt):
+        """Make nt the version workers read (one atomic store), wait until every online
+        worker has passed a quiescent state (rte_rcu_qsbr), then free the old version's
+        struct: from then on nothing reads what the caller replaced, and it may free it."""
+        cdef tables_t *old = self.t
+        self.t = nt
+        dp_ptr_set(<void **>&self.shared.current, nt)
+        self._grace()
+        free(old)
+
+    cdef _grace(self):
+        cdef uint64_t token = rte_rcu_qsbr_start(self.shared.rcu)
+        with nogil:
+            # polled, not spun: a worker may share this CPU with the main lcore
+            while rte_rcu_qsbr_check(self.shared.rcu, token, False) == 0:
+                usleep(20)
+        self.grace_waits += 1
+
     def update_group(self, int index, members):
         """Install or change group `index`: members[i] = (next-hop index, weight, present)
         for member slot i. Slots keep their index: an added member is a new slot, a
         removed one stays as a hole (its pinned flows are re-hashed), weight 0 drains.
-        The bucket table moves the fewest buckets (dataplane.ecmp.rebalance). Worker
-        stopped (live updates come with the control plane)."""
+        The bucket table moves the fewest buckets (dataplane.ecmp.rebalance). Live: a new
+        version is published while the workers forward (docs/workers.md)."""
         grp = self.cfg.groups[index]
-        if len(members) < self.c.groups[index].n_members:
+        if len(members) < self.t.groups[index].n_members:
             raise ValueError("update_group: member slots cannot be taken away; "
                              "mark a removed member present=False")
         weights = [w if present else 0 for _, w, present in members]
@@ -1184,204 +1340,362 @@ cdef class Core:
             table = ecmp.rebalance(old, weights)
         else:
             table = ecmp.build_or_none(weights, grp.buckets)
-        self._groups[index] = NO_TABLE if table is None else table
+        states = [MEMBER_REMOVED if not present else MEMBER_ACTIVE if w else MEMBER_DRAIN
+                  for _, w, present in members]
         self.set_group(index, [nh for nh, _, _ in members], table,
                        hashing.field_mask(grp.hash.fields, grp.hash.symmetric),
-                       grp.hash.fragments == "follow")
-        for i, (_, w, present) in enumerate(members):
-            self.c.groups[index].member_state[i] = (
-                MEMBER_REMOVED if not present else MEMBER_ACTIVE if w else MEMBER_DRAIN)
+                       grp.hash.fragments == "follow", states)
+        self._groups[index] = NO_TABLE if table is None else table
 
     def group_table(self, int index):
         t = self._groups.get(index)
         return None if t is None or t is NO_TABLE else t.copy()
 
-    def set_group(self, int index, list member_nh, table, uint32_t fields, bint follow):
-        """Install a group's members and bucket table (worker stopped; live updates
-        come with the control plane)."""
-        cdef group_t *g = &self.c.groups[index]
-        cdef uint16_t[::1] t = np.ascontiguousarray(
+    def set_group(self, int index, list member_nh, table, uint32_t fields, bint follow,
+                  states=None):
+        """Install a group's members (next-hop ids), bucket table and member states
+        (default: all active). Live: copy-on-write of the group array, published."""
+        cdef uint16_t[::1] tb = np.ascontiguousarray(
             table if table is not None else [], dtype=np.uint16)
-        if len(member_nh) > MAX_MEMBERS or (len(t) and max(t) >= len(member_nh)):
+        cdef group_t *arr = self.t.groups
+        cdef group_t *g
+        cdef uint16_t *old_buckets
+        cdef tables_t *nt
+        cdef uint16_t *nb = NULL
+        if not 0 <= index < self.ngroups:
+            raise ValueError(f"no group {index}")
+        if len(member_nh) > MAX_MEMBERS or (len(tb) and max(tb) >= len(member_nh)):
             raise ValueError("bad group table")
-        free(g.buckets)
-        g.buckets = NULL
-        g.n_buckets = 0
-        if len(t):                    # an empty table: every member drained
-            g.buckets = <uint16_t *>malloc(len(t) * sizeof(uint16_t))
-            memcpy(g.buckets, &t[0], len(t) * sizeof(uint16_t))
-            g.n_buckets = len(t)
+        if any(not 0 <= nh < self.nnhs for nh in member_nh):
+            raise ValueError("bad member next hop")
+        if states is None:
+            states = [MEMBER_ACTIVE] * len(member_nh)
+        if len(tb):                    # an empty table: every member drained
+            nb = <uint16_t *>malloc(len(tb) * sizeof(uint16_t))
+            if nb == NULL:
+                raise MemoryError()
+            memcpy(nb, &tb[0], len(tb) * sizeof(uint16_t))
+        if self.live:
+            arr = <group_t *>malloc(self.ngroups * sizeof(group_t))
+            if arr == NULL:
+                free(nb)
+                raise MemoryError()
+            memcpy(arr, self.t.groups, self.ngroups * sizeof(group_t))
+        g = &arr[index]
+        old_buckets = g.buckets
+        g.buckets = nb
+        g.n_buckets = len(tb)
         g.n_members = len(member_nh)
         for i, nh in enumerate(member_nh):
             g.member_nh[i] = nh
+            g.member_state[i] = states[i]
         g.fields = fields
         g.frag_follow = follow
         key_mask4(fields, g.mask4)
         key_mask4(fields & (F_L3 | F_SYMMETRIC), g.mask4_l3)
+        if self.live:
+            old_arr = self.t.groups
+            nt = self._next_version()
+            nt.groups = arr
+            self._publish(nt)
+            free(old_arr)
+        free(old_buckets)
 
-    def group_counters(self, int index):
-        """Packets per member slot of group `index`."""
-        cdef group_t *g = &self.c.groups[index]
-        return [g.member_pkts[i] for i in range(g.n_members)]
+    def group_counters(self, int index, per_worker=False):
+        """Packets per member slot of group `index` (summed over workers)."""
+        n = self.t.groups[index].n_members
+        rows = [[self.w[w].member_pkts[index * MAX_MEMBERS + i] for i in range(n)]
+                for w in range(self.nworkers)]
+        return rows if per_worker else [sum(col) for col in zip(*rows)] if rows else []
 
-    def frag_counters(self):
-        return {"frag_followed": self.c.frag.followed, "frag_fallback": self.c.frag.fallback}
+    def frag_counters(self, per_worker=False):
+        rows = [{"frag_followed": self.w[i].frag.followed,
+                 "frag_fallback": self.w[i].frag.fallback} for i in range(self.nworkers)]
+        return rows if per_worker else add_up(rows)
 
     cdef _build_vrfs(self, cfg):
+        self.nvrfs = len(cfg.vrfs)
+        self.t.vrfs = <vrf_t *>calloc(max(1, self.nvrfs), sizeof(vrf_t))
+        self._routes = {}
+        for vrf in cfg.vrfs:
+            self._routes[vrf.index] = {r.prefix: r.via_index | (NH_GROUP if r.via_group
+                                                                else 0)
+                                       for r in vrf.routes}
+            self._build_vrf(&self.t.vrfs[vrf.index], vrf.index)
+
+    cdef _build_vrf(self, vrf_t *v, int index):
+        """VRF `index`'s LPM tables from self._routes into *v (new tables)."""
         global _table_seq
-        cdef vrf_t *v
         cdef rte_lpm_config c4
         cdef rte_lpm6_config c6
         cdef uint32_t nh_id
         cdef bytes a
-        self.nvrfs = len(cfg.vrfs)
-        self.c.vrfs = <vrf_t *>calloc(max(1, self.nvrfs), sizeof(vrf_t))
-        for vrf in cfg.vrfs:
-            v = &self.c.vrfs[vrf.index]
-            v.default4 = v.default6 = NH_NONE
-            r4 = [r for r in vrf.routes if r.prefix.version == 4]
-            r6 = [r for r in vrf.routes if r.prefix.version == 6]
-            _table_seq += 1
-            if any(r.prefix.prefixlen for r in r4):
+        name_of = self.cfg.vrfs[index].name
+        routes = self._routes[index]
+        v.lpm4 = NULL
+        v.lpm6 = NULL
+        v.default4 = v.default6 = NH_NONE
+        r4 = [p for p in routes if p.version == 4]
+        r6 = [p for p in routes if p.version == 6]
+        _table_seq += 1
+        try:
+            if any(p.prefixlen for p in r4):
                 memset(&c4, 0, sizeof(c4))
                 c4.max_rules = max(1024, 2 * len(r4))
-                c4.number_tbl8s = max(256, sum(r.prefix.prefixlen > 24 for r in r4) + 16)
+                c4.number_tbl8s = max(256, sum(p.prefixlen > 24 for p in r4) + 16)
                 name = f"l4_{_table_seq}".encode()
                 v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
-                                              f"rte_lpm_create(vrf {vrf.name})")
-            if any(r.prefix.prefixlen for r in r6):
+                                              f"rte_lpm_create(vrf {name_of})")
+            if any(p.prefixlen for p in r6):
                 memset(&c6, 0, sizeof(c6))
                 c6.max_rules = max(1024, 2 * len(r6))
                 c6.number_tbl8s = max(256, 14 * len(r6))
                 name = f"l6_{_table_seq}".encode()
                 v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
-                                               f"rte_lpm6_create(vrf {vrf.name})")
-            for r in vrf.routes:
-                nh_id = r.via_index | (NH_GROUP if r.via_group else 0)
-                what = f"add route {r.prefix} via {r.via} in vrf {vrf.name}"
-                if r.prefix.prefixlen == 0:
-                    if r.prefix.version == 4:
+                                               f"rte_lpm6_create(vrf {name_of})")
+            for prefix, nh_id in routes.items():
+                what = f"add route {prefix} in vrf {name_of}"
+                if prefix.prefixlen == 0:
+                    if prefix.version == 4:
                         v.default4 = nh_id
                     else:
                         v.default6 = nh_id
-                elif r.prefix.version == 4:
-                    check(rte_lpm_add(v.lpm4, int(r.prefix.network_address),
-                                      r.prefix.prefixlen, nh_id), "rte_lpm_add: " + what)
+                elif prefix.version == 4:
+                    check(rte_lpm_add(v.lpm4, int(prefix.network_address), prefix.prefixlen,
+                                      nh_id), "rte_lpm_add: " + what)
                 else:
-                    a = r.prefix.network_address.packed
-                    check(rte_lpm6_add(v.lpm6, <const uint8_t *>a, r.prefix.prefixlen,
+                    a = prefix.network_address.packed
+                    check(rte_lpm6_add(v.lpm6, <const uint8_t *>a, prefix.prefixlen,
                                        nh_id), "rte_lpm6_add: " + what)
+        except BaseException:
+            free_vrf(v)
+            raise
+
+    def via_id(self, str via):
+        """The next-hop id of a next hop or group name (a route's `via`)."""
+        for n in self.cfg.nexthops:
+            if n.name == via:
+                return n.index
+        for g in self.cfg.groups:
+            if g.name == via:
+                return g.index | NH_GROUP
+        raise ValueError(f"no next hop or group named {via!r}")
+
+    def set_routes(self, int index, dict routes):
+        """Replace VRF `index`'s routes ({ip_network: next-hop id}): new LPM tables are
+        built beside the old ones and published; the old ones are freed after the
+        grace period."""
+        cdef vrf_t nv
+        cdef vrf_t old
+        cdef vrf_t *arr
+        cdef tables_t *nt
+        if index not in self._routes:
+            raise ValueError(f"no vrf {index}")
+        for nh_id in routes.values():
+            if not (nh_id & NH_GROUP and (nh_id & ~NH_GROUP) < self.ngroups or
+                    not nh_id & NH_GROUP and nh_id < self.nnhs):
+                raise ValueError(f"bad next-hop id {nh_id}")
+        saved = self._routes[index]
+        self._routes[index] = dict(routes)
+        try:
+            self._build_vrf(&nv, index)
+        except BaseException:
+            self._routes[index] = saved
+            raise
+        arr = <vrf_t *>malloc(max(1, self.nvrfs) * sizeof(vrf_t))
+        if arr == NULL:
+            free_vrf(&nv)
+            self._routes[index] = saved
+            raise MemoryError()
+        memcpy(arr, self.t.vrfs, self.nvrfs * sizeof(vrf_t))
+        old = arr[index]
+        arr[index] = nv
+        old_arr = self.t.vrfs
+        nt = self._next_version()
+        nt.vrfs = arr
+        self._publish(nt)
+        free(old_arr)
+        free_vrf(&old)
+
+    def routes(self, int index):
+        return dict(self._routes[index])
+
+    def apply(self, change):
+        """One live change, as the control plane sends it (docs/workers.md §RCU):
+        {"op": "group", "group": index, "members": [(nh index, weight, present)]},
+        {"op": "route_add", "vrf": index, "prefix": "10.0.0.0/8", "via": name},
+        {"op": "route_del", "vrf": index, "prefix": "10.0.0.0/8"}. Each is one new
+        published version; the reply is the version number."""
+        op = change.get("op")
+        if op == "group":
+            self.update_group(change["group"], change["members"])
+        elif op in ("route_add", "route_del"):
+            prefix = ipaddress.ip_network(change["prefix"])
+            routes = self.routes(change["vrf"])
+            if op == "route_add":
+                routes[prefix] = self.via_id(change["via"])
+            elif routes.pop(prefix, None) is None:
+                raise ValueError(f"no route {prefix} in vrf {change['vrf']}")
+            self.set_routes(change["vrf"], routes)
+        else:
+            raise ValueError(f"unknown change {op!r}")
+        return self.t.version
 
     # ------------------------------------------------------------------ ports
 
     def bind_port(self, int index, str dev_name, int nb_desc=1024, bint rx=True):
-        """Attach DPDK port `dev_name` to config port `index`: configure, 1 RX + 1 TX
-        queue, TX buffer, start."""
+        """Attach DPDK port `dev_name` to config port `index`: configure one RX and one TX
+        queue per worker (RSS with the symmetric Toeplitz key when the device has
+        several queues), a TX buffer per worker, start."""
         cdef uint16_t pid
         cdef rte_eth_conf conf
+        cdef rte_eth_dev_info info
         cdef uint16_t nrx = nb_desc, ntx = nb_desc
-        cdef port_t *pt = &self.c.ports[index]
+        cdef uint16_t nq = self.nworkers, q
+        cdef port_t *pt
+        cdef uint8_t key[40]
         name = dev_name.encode()
         check(rte_eth_dev_get_port_by_name(name, &pid), f"find DPDK port {dev_name!r}")
+        check(rte_eth_dev_info_get(pid, &info), f"rte_eth_dev_info_get({dev_name})")
+        if info.max_rx_queues < nq or info.max_tx_queues < nq:
+            raise dataplane_error(
+                f"port {self.cfg.ports[index].name}: device {dev_name} has "
+                f"{info.max_rx_queues} RX / {info.max_tx_queues} TX queues, {nq} workers "
+                "need one each (net_pcap: one rx_pcap= and tx_pcap= per worker)", 22,
+                "Invalid argument")
         memset(&conf, 0, sizeof(conf))
-        check(rte_eth_dev_configure(pid, 1, 1, &conf), f"rte_eth_dev_configure({dev_name})")
+        rss = RSS_HF & info.flow_type_rss_offloads
+        if nq > 1 and rss:
+            # the symmetric key (docs/workers.md): both directions of a flow, one worker
+            for q in range(40):
+                key[q] = RSS_SYMMETRIC_KEY[q]
+            conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS
+            conf.rx_adv_conf.rss_conf.rss_key = key
+            conf.rx_adv_conf.rss_conf.rss_key_len = 40
+            conf.rx_adv_conf.rss_conf.rss_hf = rss
+        check(rte_eth_dev_configure(pid, nq, nq, &conf), f"rte_eth_dev_configure({dev_name})")
         check(rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx),
               f"rte_eth_dev_adjust_nb_rx_tx_desc({dev_name})")
         sock = rte_eth_dev_socket_id(pid)
         sock = sock if sock >= 0 else 0
-        check(rte_eth_rx_queue_setup(pid, 0, nrx, sock, NULL, _pool),
-              f"rte_eth_rx_queue_setup({dev_name})")
-        check(rte_eth_tx_queue_setup(pid, 0, ntx, sock, NULL),
-              f"rte_eth_tx_queue_setup({dev_name})")
-        pt.txb = <rte_eth_dev_tx_buffer *>calloc(1, dp_tx_buffer_size(BURST))
-        check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
-        check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
-              f"rte_eth_tx_buffer_set_err_callback({dev_name})")
+        for q in range(nq):
+            check(rte_eth_rx_queue_setup(pid, q, nrx, sock, NULL, _pool),
+                  f"rte_eth_rx_queue_setup({dev_name}) of queue {q}")
+            check(rte_eth_tx_queue_setup(pid, q, ntx, sock, NULL),
+                  f"rte_eth_tx_queue_setup({dev_name}) of queue {q}")
+        for q in range(nq):
+            pt = &self.w[q].ports[index]
+            pt.txb = <rte_eth_dev_tx_buffer *>calloc(1, dp_tx_buffer_size(BURST))
+            check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
+            check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
+                  f"rte_eth_tx_buffer_set_err_callback({dev_name})")
         check(rte_eth_dev_start(pid), f"rte_eth_dev_start({dev_name})")
         rte_eth_promiscuous_enable(pid)   # not every PMD supports it; harmless
-        pt.port_id = pid
-        pt.bound = 1
-        pt.rx = rx
+        for q in range(nq):
+            pt = &self.w[q].ports[index]
+            pt.port_id = pid
+            pt.bound = 1
+            pt.rx = rx
         return pid
 
     def port_stats(self, int index):
         """DPDK's own counters for a bound port (ipackets, opackets, imissed, ...)."""
         cdef rte_eth_stats st
-        if not self.c.ports[index].bound:
+        if not self.w[0].ports[index].bound:
             return None
-        check(rte_eth_stats_get(self.c.ports[index].port_id, &st), "rte_eth_stats_get")
+        check(rte_eth_stats_get(self.w[0].ports[index].port_id, &st), "rte_eth_stats_get")
         return {"ipackets": st.ipackets, "opackets": st.opackets, "ibytes": st.ibytes,
                 "obytes": st.obytes, "imissed": st.imissed, "ierrors": st.ierrors,
                 "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf}
 
     def close_ports(self):
-        """Stop and close every bound port (the worker must be stopped)."""
+        """Stop and close every bound port (the workers must be stopped)."""
         cdef port_t *pt
-        for i in range(self.c.nports):
-            pt = &self.c.ports[i]
+        for i in range(self.w[0].nports):
+            pt = &self.w[0].ports[i]
             if pt.bound:
                 rte_eth_dev_stop(pt.port_id)
                 rte_eth_dev_close(pt.port_id)
+            for q in range(self.nworkers):
+                pt = &self.w[q].ports[i]
                 pt.bound = 0
                 pt.rx = 0
-            free(pt.txb)
-            pt.txb = NULL
+                free(pt.txb)
+                pt.txb = NULL
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ workers
 
-    def launch(self, unsigned lcore):
-        """Start the poll loop on worker lcore `lcore`."""
-        dp_flag_set(&self.c.stop, 0)
-        check(rte_eal_remote_launch(worker, self.c, lcore), f"launch worker on lcore {lcore}")
-        self.launched_lcore = lcore
+    def launch(self, lcores):
+        """Start worker w's poll loop on lcores[w] (an int: one worker)."""
+        lcores = [lcores] if isinstance(lcores, int) else list(lcores)
+        if len(lcores) != self.nworkers:
+            raise ValueError(f"{self.nworkers} workers, {len(lcores)} lcores")
+        for i, lc in enumerate(lcores):
+            dp_flag_set(&self.w[i].stop, 0)
+            check(rte_eal_remote_launch(worker, self.w[i], lc),
+                  f"launch worker {i} on lcore {lc}")
+            self.launched.append(lc)
 
     def stop(self):
-        """Ask the worker to stop and wait for it (it drains its TX buffers first)."""
+        """Ask the workers to stop and wait for them (each drains its TX buffers)."""
         cdef unsigned lcore
-        if self.launched_lcore < 0:
-            return
-        lcore = self.launched_lcore
-        dp_flag_set(&self.c.stop, 1)
-        with nogil:
-            rte_eal_wait_lcore(lcore)
-        self.launched_lcore = -1
+        for i in range(self.nworkers):
+            dp_flag_set(&self.w[i].stop, 1)
+        for lc in self.launched:
+            lcore = lc
+            with nogil:
+                rte_eal_wait_lcore(lcore)
+        self.launched = []
 
     @property
     def running(self):
-        return self.launched_lcore >= 0
+        return bool(self.launched)
 
     @property
     def loops(self):
-        return self.c.loops
+        return sum(self.w[i].loops for i in range(self.nworkers))
 
     # ------------------------------------------------------------------ inspection
 
-    def counters(self):
-        """Per port: a list of N_COUNTERS uint64 (slots from counter_slots())."""
-        return [[self.c.ports[i].cnt[j] for j in range(N_COUNTERS)]
-                for i in range(self.c.nports)]
+    def counters(self, per_worker=False):
+        """Per port: a list of N_COUNTERS uint64 (slots from counter_slots()), summed
+        over workers (per_worker: one such table per worker)."""
+        rows = [[[self.w[w].ports[i].cnt[j] for j in range(N_COUNTERS)]
+                 for i in range(self.w[0].nports)] for w in range(self.nworkers)]
+        if per_worker:
+            return rows
+        return [[sum(rows[w][i][j] for w in range(self.nworkers)) for j in range(N_COUNTERS)]
+                for i in range(self.w[0].nports)]
 
     def rx_total(self):
         cdef uint64_t t = 0
-        for i in range(self.c.nports):
-            t += self.c.ports[i].cnt[C_RX]
+        for w in range(self.nworkers):
+            for i in range(self.w[w].nports):
+                t += self.w[w].ports[i].cnt[C_RX]
         return t
 
-    def process(self, int in_port, frames):
+    cdef ctx_t *_idle(self, int worker) except NULL:
+        if self.running:
+            raise RuntimeError("the workers are running")
+        if not 0 <= worker < self.nworkers:
+            raise ValueError(f"no worker {worker}")
+        tables_refresh(self.w[worker])
+        return self.w[worker]
+
+    def process(self, int in_port, frames, int worker=0):
         """Run frames through process_burst() on real mbufs (tests): [(out_port, bytes)]."""
         cdef rte_mbuf *pkts[BURST]
         cdef rte_mbuf *out[BURST]
         cdef uint16_t out_port[BURST]
         cdef uint16_t n, k, j
-        if self.running:
-            raise RuntimeError("process() while the worker runs")
-        if not 0 <= in_port < self.c.nports:
+        cdef ctx_t *c = self._idle(worker)
+        if not 0 <= in_port < c.nports:
             raise ValueError(f"no port {in_port}")
         result = []
         frames = list(frames)
         for start in range(0, len(frames), BURST):
             n = fill_burst(pkts, frames[start:start + BURST], in_port)
-            k = process_burst(self.c, in_port, pkts, n, out, out_port)
+            k = process_burst(c, in_port, pkts, n, out, out_port)
             for j in range(k):
                 result.append((out_port[j],
                                PyBytes_FromStringAndSize(<char *>dp_mtod(out[j]),
@@ -1398,15 +1712,16 @@ cdef class Core:
         cdef uint16_t out_port[BURST]
         cdef uint16_t n, k, j
         cdef uint64_t t0, t1
-        if self.running or not 0 <= in_port < self.c.nports:
-            raise RuntimeError("cycles(): worker running or no such port")
+        cdef ctx_t *c = self._idle(0)
+        if not 0 <= in_port < c.nports:
+            raise RuntimeError("cycles(): no such port")
         frames = list(frames)
         res = []
         for _ in range(rounds):
             for start in range(0, len(frames), BURST):
                 n = fill_burst(pkts, frames[start:start + BURST], in_port)
                 t0 = rte_rdtsc()
-                k = process_burst(self.c, in_port, pkts, n, out, out_port)
+                k = process_burst(c, in_port, pkts, n, out, out_port)
                 t1 = rte_rdtsc()
                 for j in range(k):
                     rte_pktmbuf_free(out[j])
@@ -1416,123 +1731,177 @@ cdef class Core:
     # ------------------------------------------------------------------ flows
 
     def set_clock(self, seconds):
-        """Tests: the flow table's clock in seconds (None: the TSC)."""
-        self.c.fake_now = 0 if seconds is None else max(1, <uint64_t>(seconds *
-                                                                      rte_get_tsc_hz()))
+        """Tests: the flow tables' clock in seconds (None: the TSC)."""
+        for w in range(self.nworkers):
+            self.w[w].fake_now = 0 if seconds is None else max(
+                1, <uint64_t>(seconds * rte_get_tsc_hz()))
 
     def age_all(self):
-        """Sweep the whole flow table once (the worker sweeps it a slice at a time)."""
-        if self.c.flows.h != NULL:
-            flow_age(&self.c.flows, clock_now(self.c), self.c.flows.slots)
+        """Sweep every flow table once (the workers sweep a slice at a time)."""
+        for w in range(self.nworkers):
+            if self.w[w].flows.h != NULL:
+                flow_age(&self.w[w].flows, clock_now(self.w[w]), self.w[w].flows.slots)
 
     def memory_regions(self):
         """The regions mapped outside EAL memory on transparent huge pages (--no-huge):
         [(what, address, bytes)], for diagnostics and the tests that check /proc."""
-        cdef flow_table_t *ft = &self.c.flows
+        cdef flow_table_t *ft
         out = []
         if _pool_mem != NULL:
             out.append(("mbuf pool", <size_t>_pool_mem, _pool_len))
-        if self.heap_mem != NULL:
-            out.append(("flow table rte_hash", <size_t>self.heap_mem, self.heap_len))
-        if ft.entries != NULL:
-            out.append(("flow entries", <size_t>ft.entries,
-                        thp_size(ft.slots * sizeof(flow_entry_t))))
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            if self.heap_mem[w] != NULL:
+                out.append(("flow table rte_hash", <size_t>self.heap_mem[w], self.heap_len[w]))
+            if ft.entries != NULL:
+                out.append(("flow entries", <size_t>ft.entries,
+                            thp_size(ft.slots * sizeof(flow_entry_t))))
         return out
 
-    def flow_counters(self):
-        cdef flow_table_t *ft = &self.c.flows
-        return {"flow_created": ft.created, "flow_deleted": ft.deleted,
-                "flow_aged": ft.aged, "flow_rehashed": ft.rehashed,
-                "flow_table_full": ft.full,
-                "flows_active": rte_hash_count(ft.h) if ft.h != NULL else 0}
+    def flow_counters(self, per_worker=False):
+        cdef flow_table_t *ft
+        rows = []
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            rows.append({"flow_created": ft.created, "flow_deleted": ft.deleted,
+                         "flow_aged": ft.aged, "flow_rehashed": ft.rehashed,
+                         "flow_table_full": ft.full,
+                         "flows_active": rte_hash_count(ft.h) if ft.h != NULL else 0})
+        return rows if per_worker else add_up(rows)
 
     def flow_flush(self):
-        cdef flow_table_t *ft = &self.c.flows
+        cdef flow_table_t *ft
         cdef uint32_t i
-        for i in range(ft.slots):
-            if ft.entries[i].valid:
-                flow_delete(ft, i)
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            for i in range(ft.slots):
+                if ft.entries[i].valid:
+                    flow_delete(ft, i)
 
     def flows(self):
-        """Every flow entry as a dict (worker stopped, or a racy snapshot)."""
-        cdef flow_table_t *ft = &self.c.flows
+        """Every flow entry of every worker as a dict (workers stopped, or a racy
+        snapshot)."""
+        cdef flow_table_t *ft
         cdef flow_entry_t *e
         cdef flow_key_t *k
         cdef void *kv
         cdef uint32_t i
         cdef double hz = rte_get_tsc_hz()
         out = []
-        for i in range(ft.slots):
-            e = &ft.entries[i]
-            if not e.valid or rte_hash_get_key_with_position(ft.h, i, &kv) != 0:
-                continue
-            k = <flow_key_t *>kv
-            alen = 4 if k.family == 4 else 16
-            grp = (e.nh_id & ~(<uint32_t>NH_GROUP)) if e.nh_id & NH_GROUP else None
-            nh_used = e.nh_id
-            if grp is not None:
-                nh_used = (self.c.groups[grp].member_nh[e.member] if e.member != NO_MEMBER
-                           else None)
-            out.append({
-                "vrf": be16(k.vrf), "family": k.family,
-                "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
-                "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
-                "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
-                "in_port": e.in_port, "nh_id": nh_used, "group": grp,
-                "member": None if grp is None or e.member == NO_MEMBER else e.member,
-                "hash": e.hash, "packets": e.packets, "bytes": e.bytes,
-                "first_seen": e.first_seen / hz, "last_seen": e.last_seen / hz,
-                "fin": bool(e.fin), "rst": bool(e.rst), "closing": e.closing_since != 0})
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            for i in range(ft.slots):
+                e = &ft.entries[i]
+                if not e.valid or rte_hash_get_key_with_position(ft.h, i, &kv) != 0:
+                    continue
+                k = <flow_key_t *>kv
+                alen = 4 if k.family == 4 else 16
+                grp = (e.nh_id & ~(<uint32_t>NH_GROUP)) if e.nh_id & NH_GROUP else None
+                nh_used = e.nh_id
+                if grp is not None:
+                    nh_used = (self.t.groups[grp].member_nh[e.member]
+                               if e.member != NO_MEMBER else None)
+                out.append({
+                    "vrf": be16(k.vrf), "family": k.family,
+                    "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
+                    "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
+                    "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
+                    "in_port": e.in_port, "nh_id": nh_used, "group": grp,
+                    "member": None if grp is None or e.member == NO_MEMBER else e.member,
+                    "hash": e.hash, "packets": e.packets, "bytes": e.bytes,
+                    "first_seen": e.first_seen / hz, "last_seen": e.last_seen / hz,
+                    "fin": bool(e.fin), "rst": bool(e.rst),
+                    "closing": e.closing_since != 0, "worker": w})
         return out
 
     def close(self):
-        """Free the tables (ports must be closed, the worker stopped)."""
+        """Free the tables (ports closed, workers stopped)."""
+        cdef ctx_t *c
+        cdef flow_table_t *ft
         self.stop()
         self.close_ports()
-        if self.c.vrfs != NULL:
+        for w in range(self.nworkers):
+            c = self.w[w]
+            ft = &c.flows
+            free(c.frag)
+            c.frag = NULL
+            free(c.member_pkts)
+            c.member_pkts = NULL
+            if ft.h != NULL:
+                rte_hash_free(ft.h)
+                ft.h = NULL
+            if self.heaps[w] is not None:
+                if self.heap_mem[w] != NULL:
+                    rte_malloc_heap_memory_remove(self.heaps[w], self.heap_mem[w],
+                                                  self.heap_len[w])
+                rte_malloc_heap_destroy(self.heaps[w])
+                thp_unmap(self.heap_mem[w], self.heap_len[w])
+                self.heaps[w], self.heap_mem[w], self.heap_len[w] = None, NULL, 0
+            thp_unmap(ft.entries, ft.slots * sizeof(flow_entry_t))
+            ft.entries = NULL
+            thp_unmap(ft.emc, EMC_SLOTS * sizeof(emc_slot_t))
+            ft.emc = NULL
+            ft.capacity = 0
+            ft.slots = 0
+        self._free_tables()
+
+    cdef _free_tables(self):
+        cdef tables_t *t = self.t
+        if t == NULL:
+            return
+        if t.vrfs != NULL:
             for i in range(self.nvrfs):
-                if self.c.vrfs[i].lpm4 != NULL:
-                    rte_lpm_free(self.c.vrfs[i].lpm4)
-                if self.c.vrfs[i].lpm6 != NULL:
-                    rte_lpm6_free(self.c.vrfs[i].lpm6)
-            free(self.c.vrfs)
-            self.c.vrfs = NULL
-        if self.c.groups != NULL:
+                free_vrf(&t.vrfs[i])
+            free(t.vrfs)
+            t.vrfs = NULL
+        if t.groups != NULL:
             for i in range(self.ngroups):
-                free(self.c.groups[i].buckets)
-            free(self.c.groups)
-            self.c.groups = NULL
-        free(self.c.nhs)
-        self.c.nhs = NULL
-        if self.c.mpls.lfib != NULL:
-            rte_hash_free(self.c.mpls.lfib)
-            self.c.mpls.lfib = NULL
-        free(self.c.mpls.entries)
-        self.c.mpls.entries = NULL
-        free(self.c.mpls.pws)
-        self.c.mpls.pws = NULL
-        free(self.c.frag)
-        self.c.frag = NULL
-        if self.c.flows.h != NULL:
-            rte_hash_free(self.c.flows.h)
-            self.c.flows.h = NULL
-        if self.heap is not None:
-            if self.heap_mem != NULL:
-                rte_malloc_heap_memory_remove(self.heap, self.heap_mem, self.heap_len)
-            rte_malloc_heap_destroy(self.heap)
-            thp_unmap(self.heap_mem, self.heap_len)
-            self.heap, self.heap_mem, self.heap_len = None, NULL, 0
-        thp_unmap(self.c.flows.entries, self.c.flows.slots * sizeof(flow_entry_t))
-        self.c.flows.entries = NULL
-        thp_unmap(self.c.flows.emc, EMC_SLOTS * sizeof(emc_slot_t))
-        self.c.flows.emc = NULL
-        self.c.flows.capacity = 0
-        self.c.flows.slots = 0
+                free(t.groups[i].buckets)
+            free(t.groups)
+            t.groups = NULL
+        free(t.nhs)
+        t.nhs = NULL
+        if t.mpls != NULL:
+            if t.mpls.lfib != NULL:
+                rte_hash_free(t.mpls.lfib)
+            free(t.mpls.entries)
+            free(t.mpls.pws)
+            free(t.mpls)
+            t.mpls = NULL
 
     def __dealloc__(self):
-        if self.c != NULL:
-            if self.launched_lcore < 0:
-                self.close()
-                free(self.c)
-            # else: a running worker still reads c; leaking it beats a use-after-free
-            self.c = NULL
+        if self.launched:
+            return      # a running worker still reads the tables: leaking beats a crash
+        self.close()
+        for w in range(self.nworkers):
+            free(self.w[w])
+            self.w[w] = NULL
+        free(self.t)
+        self.t = NULL
+        free(self.shared.rcu)
+        self.shared.rcu = NULL
+
+
+def add_up(rows):
+    """Per-worker counter dicts → one dict of sums."""
+    out = dict(rows[0]) if rows else {}
+    for r in rows[1:]:
+        for k, v in r.items():
+            out[k] += v
+    return out
+
+
+cdef uint64_t age_step(uint32_t slots, double timeout):
+    """TSC between aging slices for a sweep period of timeout / 4 (1 ms to 10 s)."""
+    sweep = min(10.0, max(0.001, timeout / 4))
+    return max(1, <uint64_t>(sweep * rte_get_tsc_hz()) // max(1, slots // AGE_SLICE))
+
+
+def dataplane_error(msg, err, text):
+    from dataplane.errors import DataplaneError
+    return DataplaneError(msg, err, text)
+
+
+RSS_HF = (RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+          RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_IPV6 | RTE_ETH_RSS_FRAG_IPV6 |
+          RTE_ETH_RSS_NONFRAG_IPV6_TCP | RTE_ETH_RSS_NONFRAG_IPV6_UDP)

@@ -1,5 +1,5 @@
-# A loopback port (`dataplane run --loop PCAP`): a net_ring ethdev whose one rte_ring is
-# both its RX and its TX queue, preloaded with a pcap's frames in mbufs. Receive is a
+# A loopback port (`dataplane run --loop PCAP`): a net_ring ethdev with one rte_ring per
+# worker that is both that worker's RX and its TX queue, preloaded with a pcap's frames in mbufs. Receive is a
 # pointer dequeue and transmit a pointer enqueue, so a run measures the forwarding core
 # without a PMD's per-packet copy (net_pcap infinite_rx copies every frame it replays).
 # Only the pcap walk and the fill live here; loop.pyx owns the rings.
@@ -9,6 +9,7 @@ from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_alloc, rte_pktmbuf_append, 
 from includes.rte_mempool cimport rte_mempool
 from includes.rte_ring cimport rte_ring, rte_ring_enqueue_burst, rte_ring_dequeue_burst
 from includes.shim cimport dp_bswap32
+from rss cimport rss_hash_frame, rss_queue, RSS_SYMMETRIC_KEY
 
 cdef enum:
     PCAP_OK = 0
@@ -68,44 +69,58 @@ cdef inline int pcap_walk(const uint8_t *b, size_t n, pcap_walk_t *w) noexcept n
     return PCAP_OK
 
 
-cdef inline int ring_fill(rte_ring *r, rte_mempool *pool, const uint8_t *b, size_t n,
-                          pcap_walk_t *w) noexcept nogil:
-    """Every frame of a walked pcap into a fresh mbuf, enqueued on r in file order. On
-    error w.frames is the failing frame's index; what was enqueued stays (the caller
-    drains the ring)."""
-    cdef rte_mbuf *m[32]
+cdef inline uint16_t frame_queue(const uint8_t *f, uint32_t len, uint16_t nq) noexcept nogil:
+    """The RX queue a NIC's RSS (symmetric Toeplitz key, default RETA) gives a frame."""
+    if nq <= 1:
+        return 0
+    return rss_queue(rss_hash_frame(f, len, RSS_SYMMETRIC_KEY), nq)
+
+
+cdef inline int pcap_queues(const uint8_t *b, size_t n, uint16_t nq, pcap_walk_t *w,
+                            uint64_t *counts) noexcept nogil:
+    """Frames per RSS queue of a pcap pcap_walk() accepted."""
     cdef size_t off = 24
-    cdef uint32_t cap, i, k = 0
+    cdef uint32_t cap
+    cdef int r0 = pcap_head(b, n, w)
+    if r0:
+        return r0
+    while off < n:
+        cap = rd32(b + off + 8, w.swap)
+        counts[frame_queue(b + off + 16, cap, nq)] += 1
+        off += 16 + cap
+    return PCAP_OK
+
+
+cdef inline int ring_fill(rte_ring **rings, uint16_t nq, rte_mempool *pool,
+                          const uint8_t *b, size_t n, pcap_walk_t *w) noexcept nogil:
+    """Every frame of a walked pcap into a fresh mbuf, enqueued in file order on the ring
+    of its RSS queue (rings[frame_queue()]), as a NIC would spread them. On error
+    w.frames is the failing frame's index; what was enqueued stays (the caller drains
+    the rings)."""
+    cdef rte_mbuf *m
+    cdef size_t off = 24
+    cdef uint32_t cap
     cdef char *dst
     cdef int r0 = pcap_head(b, n, w)
     if r0:
         return r0
-    while True:
-        if off >= n or k == 32:
-            if rte_ring_enqueue_burst(r, <void **>m, k, NULL) != k:
-                for i in range(k):
-                    rte_pktmbuf_free(m[i])
-                return PCAP_RING_FULL
-            k = 0
-            if off >= n:
-                return PCAP_OK
+    while off < n:
         cap = rd32(b + off + 8, w.swap)
-        m[k] = rte_pktmbuf_alloc(pool)
-        if m[k] == NULL:
-            r0 = PCAP_NO_MBUF
-        else:
-            dst = rte_pktmbuf_append(m[k], <uint16_t>cap) if cap <= 0xFFFF else NULL
-            if dst == NULL:
-                rte_pktmbuf_free(m[k])
-                r0 = PCAP_TOO_LONG
-        if r0:
-            for i in range(k):
-                rte_pktmbuf_free(m[i])
-            return r0
+        m = rte_pktmbuf_alloc(pool)
+        if m == NULL:
+            return PCAP_NO_MBUF
+        dst = rte_pktmbuf_append(m, <uint16_t>cap) if cap <= 0xFFFF else NULL
+        if dst == NULL:
+            rte_pktmbuf_free(m)
+            return PCAP_TOO_LONG
         memcpy(dst, b + off + 16, cap)
-        k += 1
+        if rte_ring_enqueue_burst(rings[frame_queue(b + off + 16, cap, nq)], <void **>&m,
+                                  1, NULL) != 1:
+            rte_pktmbuf_free(m)
+            return PCAP_RING_FULL
         off += 16 + cap
         w.frames += 1
+    return PCAP_OK
 
 
 cdef inline uint64_t ring_drain(rte_ring *r) noexcept nogil:

@@ -351,10 +351,14 @@ CASES = [
     ({"node.tunnel_address": "192.0.2.300"},
      "node.tunnel_address: must be an IPv4 or IPv6 address, got '192.0.2.300'"),
     # eal
-    ({"eal.lcores": "1-0"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\", "
-                            "got '1-0'"),
-    ({"eal.lcores": "0;1"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\", "
-                            "got '0;1'"),
+    ({"eal.lcores": "1-0"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\" or an "
+                            "lcore map like \"0@0,1@1,2@1\", got '1-0'"),
+    ({"eal.lcores": "0;1"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\" or an "
+                            "lcore map like \"0@0,1@1,2@1\", got '0;1'"),
+    ({"eal.lcores": "0@0,1@1,1@1"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\" "
+                                    "or an lcore map like \"0@0,1@1,2@1\", got '0@0,1@1,1@1'"),
+    ({"eal.lcores": "0-17"}, "eal.lcores: must be a main lcore and at most 16 workers, "
+                             "got '0-17'"),
     ({"eal.memory_mb": 32}, "eal.memory_mb: must be an integer from 64 to 65536, got 32"),
     ({"eal.no_huge": "yes"}, "eal.no_huge: must be true or false, got 'yes'"),
     ({"eal.mbufs": 1000}, "eal.mbufs: must be an integer >= 1024, got 1000"),
@@ -805,3 +809,15 @@ def test_load_from_a_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path / "missing.yaml")
     assert info.value.errors == ["missing.yaml: cannot read: No such file or directory"]
+
+
+@pytest.mark.parametrize("text, ids, flag", [
+    ("0-1", [0, 1], "-l"), ("0,2-3", [0, 2, 3], "-l"),
+    ("0@0,1@1,2@1", [0, 1, 2], "--lcores"), ("0@0,(1,2)@1", [0, 1, 2], "--lcores"),
+    ("0@(0-1),1@1", [0, 1], "--lcores")])
+def test_lcores_map(text, ids, flag):
+    """DPDK's -l list and --lcores map: lcore ids in order, main first, and the EAL flag
+    that carries them (the map form needs --lcores)."""
+    from dataplane.config.lcores import eal_flag, parse_lcores
+    assert parse_lcores(text) == ids
+    assert eal_flag(text) == [flag, text]

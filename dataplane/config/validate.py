@@ -21,6 +21,7 @@ import re
 import yaml
 
 from ..crc32c import crc32c
+from .lcores import MAX_WORKERS, parse_lcores
 from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Config, Eal,
                     FatFlowRule, FlowTable, Group, HashSpec, LfibRule, Member, Mpls, NextHop,
                     Node, Port, Pseudowire, Route, Tunnel, Vrf)
@@ -47,7 +48,6 @@ NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 NAME_RULE = "a name of letters, digits, '_' and '-' starting with a letter or '_'"
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-LCORES_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 LFIB_ACTIONS = {"swap": ("labels", "via"), "pop": (), "pop-lookup": ("vrf",),
                 "pop-xconnect": ("pseudowire",)}
 
@@ -179,11 +179,16 @@ def unicast_mac(ctx, value):
 
 def lcores(ctx, value):
     text = str(value) if _is_int(value) and value >= 0 else value
-    if isinstance(text, str) and LCORES_RE.fullmatch(text):
-        ranges = [tuple(map(int, part.split("-"))) for part in text.split(",")]
-        if all(r[0] <= r[-1] for r in ranges):
-            return text
-    return ctx.error('a core list like "0-1" or "0,2"', value)
+    rule = 'a core list like "0-1" or "0,2" or an lcore map like "0@0,1@1,2@1"'
+    if not isinstance(text, str):
+        return ctx.error(rule, value)
+    try:
+        ids = parse_lcores(text)
+    except ValueError:
+        return ctx.error(rule, value)
+    if len(ids) - 1 > MAX_WORKERS:
+        return ctx.error(f"a main lcore and at most {MAX_WORKERS} workers", value)
+    return text
 
 
 def devargs(ctx, value):

@@ -429,7 +429,9 @@ class ReferenceForwarder:
                 return None
             m = select_member(gs, p, seed, self.frags, key)
         h = None
-        if table.full:
+        if p.frag_first:
+            pass        # a first fragment uses an entry but never makes one (docs/workers.md)
+        elif table.full:
             table.counters["flow_table_full"] += 1
             if self.cfg.flow_table.on_full == "drop":
                 return "flow_table_full"

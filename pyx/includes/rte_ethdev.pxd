@@ -1,11 +1,40 @@
 # DPDK 22.11 LTS: rte_ethdev.h (only what the forwarder uses)
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from includes.rte_mbuf cimport rte_mbuf
 from includes.rte_mempool cimport rte_mempool
 
 cdef extern from "rte_ethdev.h" nogil:
+    # only the fields set for RSS (rte_eth_conf is zeroed first)
+    struct rte_eth_rss_conf:
+        uint8_t *rss_key
+        uint8_t rss_key_len
+        uint64_t rss_hf
+    struct rte_eth_rxmode:
+        int mq_mode
+    struct rte_eth_rx_adv_conf:
+        rte_eth_rss_conf rss_conf
     struct rte_eth_conf:
-        pass
+        rte_eth_rxmode rxmode
+        rte_eth_rx_adv_conf rx_adv_conf
+    struct rte_eth_dev_info:
+        const char *driver_name
+        uint16_t max_rx_queues
+        uint16_t max_tx_queues
+        uint8_t hash_key_size
+        uint16_t reta_size
+        uint64_t flow_type_rss_offloads
+    enum:
+        RTE_ETH_MQ_RX_NONE
+        RTE_ETH_MQ_RX_RSS
+    uint64_t RTE_ETH_RSS_IPV4
+    uint64_t RTE_ETH_RSS_FRAG_IPV4
+    uint64_t RTE_ETH_RSS_NONFRAG_IPV4_TCP
+    uint64_t RTE_ETH_RSS_NONFRAG_IPV4_UDP
+    uint64_t RTE_ETH_RSS_IPV6
+    uint64_t RTE_ETH_RSS_FRAG_IPV6
+    uint64_t RTE_ETH_RSS_NONFRAG_IPV6_TCP
+    uint64_t RTE_ETH_RSS_NONFRAG_IPV6_UDP
+    int rte_eth_dev_info_get(uint16_t port_id, rte_eth_dev_info *dev_info)
     struct rte_eth_rxconf:
         pass
     struct rte_eth_txconf:

@@ -20,4 +20,8 @@ static inline uint32_t dp_bswap32(uint32_t x) { return __builtin_bswap32(x); }
 /* The stop flag is written by the main lcore and polled by workers. */
 static inline int dp_flag_get(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void dp_flag_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* The published table version (docs/workers.md): the main lcore stores a new pointer,
+ * workers load it once per loop iteration. */
+static inline void *dp_ptr_get(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void dp_ptr_set(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 #endif  /* DP_SHIM_H */

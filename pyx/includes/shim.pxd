@@ -11,3 +11,5 @@ cdef extern from "shim.h" nogil:
     void dp_flag_set(int *p, int v)
     uint16_t dp_bswap16(uint16_t x)
     uint32_t dp_bswap32(uint32_t x)
+    void *dp_ptr_get(void **p)
+    void dp_ptr_set(void **p, void *v)
