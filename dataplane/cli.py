@@ -77,6 +77,18 @@ def summary_table(s: dict, title: str) -> Table:
     return t
 
 
+def worker_table(s: dict) -> Table:
+    """One row per worker: what its RX queues received, sent, dropped, and its flows."""
+    t = Table(title="workers", title_justify="left")
+    for col in ("worker", "lcore", "in", "out", "dropped", "flows created", "active"):
+        t.add_column(col, justify="right")
+    for w in s["workers"]:
+        t.add_row(str(w["worker"]), str(w["lcore"]), f"{w['rx']:,}", f"{w['tx']:,}",
+                  f"{sum(w['drops'].values()):,}", f"{w['flows']['flow_created']:,}",
+                  f"{w['flows']['flows_active']:,}")
+    return t
+
+
 def group_table(name: str, g: dict) -> Table:
     flows = "flows" in g
     t = Table(title=f"group {name}: imbalance {g['imbalance_packets']:.3f} (packets)"
@@ -92,7 +104,7 @@ def group_table(name: str, g: dict) -> Table:
     return t
 
 
-def print_summary(s: dict, title: str) -> None:
+def print_summary(s: dict, title: str, per_worker: bool = False) -> None:
     out.print(summary_table(s, title))
     for name, g in s.get("groups", {}).items():
         out.print(group_table(name, g))
@@ -104,6 +116,8 @@ def print_summary(s: dict, title: str) -> None:
     if s.get("mpls", {}).get("el_not_readable"):
         out.print(f"mpls: {s['mpls']['el_not_readable']:,} pushes placed the entropy label "
                   f"beyond the next hop's erld (el_not_readable)")
+    if per_worker and s.get("workers"):
+        out.print(worker_table(s))
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
@@ -129,7 +143,8 @@ def cmd_replay(a, eal: list[str]) -> int:
         s = runtime.replay(cfg, inputs, a.out_dir, eal,
                            progress=lambda got, tot: bar.update(task, completed=got))
     if not a.quiet:
-        print_summary(s, f"replay of {', '.join(inputs.values())} → {a.out_dir}")
+        print_summary(s, f"replay of {', '.join(inputs.values())} → {a.out_dir}",
+                      a.per_worker)
         out.print(f"summary: {a.out_dir}/summary.json")
     return 0 if not s["not_received"] and not s["mbufs_in_use_after"] else 1
 
@@ -147,7 +162,7 @@ def cmd_run(a, eal: list[str]) -> int:
         with open(a.json, "w") as f:
             json.dump(s, f, indent=2)
     if not a.quiet:
-        print_summary(s, f"run of {a.config}")
+        print_summary(s, f"run of {a.config}", a.per_worker)
     return 0
 
 
@@ -282,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="[PORT=]PCAP")
     r.add_argument("--out-dir", required=True)
     r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--per-worker", action="store_true",
+                   help="also a row per worker (summary.json always has them)")
     u = sub.add_parser("run", help="forward until SIGINT/SIGTERM",
                        usage="dataplane run CONFIG [--duration S] [--loop PCAP] "
                              "[-- EAL args]")
@@ -295,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--stats-interval", type=float, default=1.0)
     u.add_argument("--json", help="write the final stats here")
     u.add_argument("-q", "--quiet", action="store_true")
+    u.add_argument("--per-worker", action="store_true",
+                   help="also a row per worker (--json always has them)")
     x = sub.add_parser("explain", help="show how a flow is routed and load-shared")
     x.add_argument("config")
     x.add_argument("src")

@@ -137,7 +137,20 @@ class Forwarder:
         rx = sum(v["rx"] for v in ports.values())
         groups = spread.group_stats(self.cfg, [self.core.group_counters(g.index)
                                                for g in self.cfg.groups])
+        workers = []
+        for w, (rows, fl) in enumerate(zip(self.core.counters(per_worker=True),
+                                           self.core.flow_counters(per_worker=True))):
+            named = [{n: v for n, v in zip(names, row) if n} for row in rows]
+            workers.append({"worker": w, "lcore": self.lcores[w],
+                            "rx": sum(c["rx"] for c in named),
+                            "tx": sum(c["tx"] for c in named),
+                            "drops": {r: sum(c[r] for c in named) for r in DROP_REASONS},
+                            "flows": fl})
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
+                "workers": workers,
+                "group_members_per_worker": {
+                    g.name: self.core.group_counters(g.index, per_worker=True)
+                    for g in self.cfg.groups},
                 "groups": groups, "fragments": self.core.frag_counters(),
                 "flows": self.core.flow_counters(), "mpls": self.core.mpls_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),

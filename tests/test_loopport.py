@@ -23,9 +23,9 @@ from dpdk_util import dataplane, no_traceback, port, port_mac, write_config, wri
 SRC = "02:aa:00:00:00:01"
 
 
-def loop_config(tmp_path, mbuf_size: int = 2176):
+def loop_config(tmp_path, mbuf_size: int = 2176, lcores: str = "0-1"):
     doc = {"node": {"name": "loop"},
-           "eal": {"lcores": "0-1", "memory_mb": 256, "mbufs": 4096, "mbuf_size": mbuf_size},
+           "eal": {"lcores": lcores, "memory_mb": 256, "mbufs": 4096, "mbuf_size": mbuf_size},
            # devargs are not used under --loop: the ports are rings made after EAL starts
            "ports": [port("p0", "net_null0", 0)],
            "nexthops": {"nh1": {"port": "p0", "mac": "02:00:00:00:01:01"}},
@@ -73,17 +73,22 @@ def test_pcap_frames_rejects_bad_files(tmp_path):
 
 # ---------------------------------------------------------------- a run
 
-def test_loop_run_counts_by_ttl(tmp_path):
+@pytest.mark.parametrize("lcores", ["0-1", "0@0,1@1,2@0", "0@0,1@1,2@0,3@1"])
+def test_loop_run_counts_by_ttl(tmp_path, lcores):
+    """With N workers each worker has its own ring per port (filled by RSS); what a
+    worker sends comes back to it, so the TTL arithmetic holds worker by worker."""
     ttl_frames = [(frame(IP(src="100.64.0.1", dst="10.1.0.1", ttl=5), UDP(sport=1000)), 5),
                   (frame(IP(src="100.64.0.1", dst="10.2.0.1", ttl=3), TCP(sport=7)), 3),
                   (frame(IPv6(src="2001:db8:aa::1", dst="2001:db8:1::1", hlim=4), UDP()), 4)]
+    ttl_frames += [(frame(IP(src=f"100.64.1.{i}", dst=f"10.3.0.{i}", ttl=2 + i % 5),
+                          UDP(sport=2000 + i, dport=53)), 2 + i % 5) for i in range(40)]
     no_route = frame(IP(src="100.64.0.1", dst="198.51.100.1"), UDP())
     arp = frame(ARP())
     frames = [f for f, _ in ttl_frames] + [no_route, arp]
     pcap = write_pcap(tmp_path / "in.pcap", frames)
     js = tmp_path / "s.json"
-    r = dataplane("run", loop_config(tmp_path), "--loop", pcap, "--duration", 1,
-                  "--json", js, "-q")
+    r = dataplane("run", loop_config(tmp_path, lcores=lcores), "--loop", pcap,
+                  "--duration", 1, "--json", js, "-q")
     no_traceback(r.stderr)
     assert r.returncode == 0, r.stderr
     s = json.loads(js.read_text())
@@ -98,6 +103,12 @@ def test_loop_run_counts_by_ttl(tmp_path):
     # flow mode: one entry per flow on the first pass, hits on every later pass
     assert s["flows"]["flow_created"] == s["flows"]["flows_active"] == len(ttl_frames)
     assert s["mbufs_in_use_after"] == 0
+    workers = s["workers"]
+    assert len(workers) == len(lcores.split(",")) - 1 if "@" in lcores else len(workers) == 1
+    assert sum(w["rx"] for w in workers) == p0["rx"]
+    assert sum(w["flows"]["flow_created"] for w in workers) == len(ttl_frames)
+    if len(workers) > 1:        # 43 flows spread by RSS: every worker has some
+        assert all(w["rx"] > 0 for w in workers), workers
 
 
 # ---------------------------------------------------------------- bad input
