@@ -354,6 +354,9 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
             fw.close()
             summary["mbufs_in_use_after"] = fw.mbufs_in_use()
             merge_outputs(cfg, out_dir)
+    # a fat-flow aggregate whose sessions RSS spread over workers has an entry in each
+    # (docs/workers.md §3): counted once here
+    summary["flows"]["flows_distinct"] = len({flow_identity(f) for f in flows})
     summary["interrupted"] = sig["stop"]
     (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
     spread.add_flow_counts(cfg, summary["groups"], out_dir)
@@ -363,6 +366,12 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
     summary["out_dir"] = str(out_dir)
     (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def flow_identity(f: dict) -> tuple:
+    """What makes a flow one flow whatever worker holds its entry."""
+    return f["vrf"], f["family"], f["src"], f["dst"], f["proto"], f["sport"], f["dport"], \
+        f["in_port"]
 
 
 def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None,
