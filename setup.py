@@ -2,6 +2,7 @@
 import os
 import shlex
 import subprocess
+import sys
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -41,6 +42,10 @@ if only:
         raise SystemExit(f"DP_EXT: unknown extension(s) {', '.join(sorted(unknown))}; "
                          f"known: {', '.join(e.name for e in extensions)}")
     extensions = [e for e in extensions if e.name in only]
+
+# pyx/consts.pxd (limits and counter slots) from dataplane/limits.py: one source
+subprocess.check_call([sys.executable, "tools/gen_consts.py"],
+                      cwd=os.path.dirname(os.path.abspath(__file__)))
 
 setup(
     ext_modules=cythonize(

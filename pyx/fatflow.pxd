@@ -3,10 +3,9 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memset
 from parse cimport flow_key_t, be16
+from consts cimport MAX_FAT_RULES, MAX_FAT_EXCLUDE
 
 cdef enum:
-    MAX_FAT_RULES = 16
-    MAX_FAT_EXCLUDE = 16
     IGNORE_NONE = 0
     IGNORE_SRC = 1
     IGNORE_DST = 2

@@ -42,11 +42,11 @@ from ecmp cimport (group_t, frag_table_t, select_member, follow_fragment, group_
                   group_pkt_hash4,
                   MAX_MEMBERS, NO_MEMBER, MEMBER_REMOVED, MEMBER_ACTIVE, MEMBER_DRAIN)
 from hashing cimport key_mask4, key_hash, pkt_hash4, bucket_of, F_L3, F_SYMMETRIC
-from rewrite cimport nexthop_t, rewrite, ttl_dec4, MAX_PUSH, TUN_NONE, TUN_UDP, TUN_GRE
+from rewrite cimport nexthop_t, rewrite, ttl_dec4, TUN_NONE, TUN_UDP, TUN_GRE
 from mpls cimport (mpls_t, lfib_entry_t, pw_t, mpls_region, overlay_decap, for_tunnel,
                    transit_hash, frame_hash, entropy_label, write_push, write_outer, be32,
                    MAX_SWAP, A_SWAP, A_POP, A_POP_LOOKUP, A_POP_XC, PW_TTL, PIPE_TTL)
-from fatflow cimport fat_rules_t, fat_mask, MAX_FAT_RULES, MAX_FAT_EXCLUDE, NO_PREFIX
+from fatflow cimport fat_rules_t, fat_mask, NO_PREFIX
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_tcp, flow_age, flow_delete,
                   flow_age_paced, flow_full, key_eq, AGE_SLICE,
                   flow_sig, emc_find, emc_put, EMC_SLOTS, KEY_SLOT, bucket_prefetch)
@@ -62,9 +62,7 @@ from rss cimport RSS_SYMMETRIC_KEY
 from loopport cimport (pcap_walk_t, pcap_walk, pcap_queues, ring_fill, ring_drain, PCAP_NOT_PCAP,
                        PCAP_TRUNCATED, PCAP_NO_MBUF, PCAP_TOO_LONG, PCAP_RING_FULL)
 
-DEF BURST = 32
-DEF MAX_PORTS = 32
-DEF MAX_WORKERS = 16
+from consts cimport *
 DEF HASH_BYTES_PER_SLOT = 90       # an rte_hash's memory per key slot (docs/flow-table.md §6)
 
 ctypedef struct port_t:

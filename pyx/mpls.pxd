@@ -10,11 +10,11 @@ from includes.rte_ip cimport rte_raw_cksum
 from includes.shim cimport dp_bswap16, dp_bswap32
 from parse cimport *
 from hashing cimport hash_key, finalize, KEY_WORDS
-from rewrite cimport nexthop_t, ttl_dec4, MAX_PUSH, TUN_NONE, TUN_UDP, TUN_GRE
+from rewrite cimport nexthop_t, ttl_dec4, TUN_NONE, TUN_UDP, TUN_GRE
+from consts cimport MAX_PUSH, MAX_SWAP
 
 cdef enum:
     MAX_STACK = 16             # entries parsed before giving up (`unsupported`)
-    MAX_SWAP = 12              # labels an LFIB swap writes (config limit)
     ELI = 7                    # RFC 6790; 14 is the OAM alert label, not the ELI
     A_SWAP = 0
     A_POP = 1

@@ -3,21 +3,10 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-# Counter slots per port: rx, tx, then the drop reasons in dataplane/drops.py order.
+# Counter slots (C_*, D_*) come from consts.pxd, generated from dataplane/limits.py.
+from consts cimport *
+
 cdef enum:
-    C_RX = 0
-    C_TX = 1
-    D_PARSE_ERROR = 2
-    D_TRUNCATED = 3
-    D_NO_ROUTE = 4
-    D_TTL_EXPIRED = 5
-    D_MARTIAN = 6
-    D_UNSUPPORTED = 7
-    D_TX_FULL = 8
-    D_FLOW_TABLE_FULL = 9
-    D_NO_LFIB_ENTRY = 10
-    D_MPLS_TTL_EXPIRED = 11
-    N_COUNTERS = 16
     R_MPLS = 100               # parse(): a label stack at l2_len (not a counter slot)
     ACT_IP = 0                 # pkt_t.act: routed as IP (also after a pop)
     ACT_SWAP = 1               # labelled out after an LFIB swap

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-MAX_WORKERS = 16                      # pyx/loop.pyx MAX_WORKERS
 _NUM = r"\d+(?:-\d+)?"
 _SET = rf"(?:{_NUM}|\((?:{_NUM})(?:,{_NUM})*\))"
 _ITEM = re.compile(rf"({_SET})(?:@({_SET}))?")

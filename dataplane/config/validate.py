@@ -21,18 +21,18 @@ import re
 import yaml
 
 from ..crc32c import crc32c
-from .lcores import MAX_WORKERS, parse_lcores
+from ..limits import (MAX_FAT_EXCLUDE, MAX_FAT_RULES, MAX_GROUPS, MAX_MEMBERS,
+                      MAX_NEXTHOP_LABELS, MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_PER_VRF,
+                      MAX_SWAP, MAX_VRFS, MAX_WORKERS)
+from .lcores import parse_lcores
 from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Config, Eal,
                     FatFlowRule, FlowTable, Group, HashSpec, LfibRule, Member, Mpls, NextHop,
                     Node, Port, Pseudowire, Route, Tunnel, Vrf)
 
-MAX_PORTS, MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS = 32, 256, 65535, 4096
-MAX_ROUTES_PER_VRF, MAX_MEMBERS = 1 << 20, 64
-MAX_FAT_RULES, MAX_FAT_EXCLUDE = 16, 16          # per port (pyx/fatflow.pxd)
 # One push writes at most 16 label stack entries (docs/mpls.md §1, MAX_PUSH): a next
 # hop's labels (at most 12) + ELI/EL + a pseudowire label + a FAT label. A swap writes at
 # most 12 labels in place of one.
-MAX_NEXTHOP_LABELS, MAX_SWAP_LABELS = 12, 12
+MAX_SWAP_LABELS = MAX_SWAP
 
 # vdev drivers we accept, with the devargs keys each takes (None: not checked here).
 VDEV_ARGS = {

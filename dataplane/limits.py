@@ -1,0 +1,33 @@
+"""The one list of limits and counter slots shared by the configuration validator and the
+C core. `setup.py` writes pyx/consts.pxd from it (tools/gen_consts.py) before Cython
+runs, so the C enum and the Python names cannot drift apart."""
+from __future__ import annotations
+
+from .drops import DROP_REASONS
+
+# limits the validator enforces and the C tables are sized for
+LIMITS = {
+    "MAX_PORTS": 32,             # ports (C: per-worker port array)
+    "MAX_WORKERS": 16,           # worker lcores (eal.lcores less the main)
+    "MAX_MEMBERS": 64,           # members of one ECMP group (SPEC §6)
+    "MAX_FAT_RULES": 16,         # fat-flow rules per port
+    "MAX_FAT_EXCLUDE": 16,       # fat-flow exclude prefixes per port
+    "MAX_PUSH": 16,              # label stack entries one push writes (docs/mpls.md §1)
+    "MAX_NEXTHOP_LABELS": 12,    # a next hop's labels: leaves room for ELI/EL + PW + FAT
+    "MAX_SWAP": 12,              # labels an LFIB swap writes
+    "BURST": 32,                 # packets per RX burst
+}
+MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS, MAX_ROUTES_PER_VRF = 256, 65535, 4096, 1 << 20
+
+# per-port counter slots: rx, tx, then the drop reasons in order; room for growth
+COUNTERS = ("rx", "tx") + DROP_REASONS
+N_COUNTERS = 16
+assert len(COUNTERS) <= N_COUNTERS
+
+
+def slot_name(name: str) -> str:
+    """The C enum name of a counter slot: C_RX, C_TX, D_<REASON>."""
+    return ("C_" if name in ("rx", "tx") else "D_") + name.upper()
+
+
+globals().update(LIMITS)
