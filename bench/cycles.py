@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--json", help="write the result here")
     a = ap.parse_args()
     from dataplane import _core
+    from dataplane.control import Control
     from dataplane.config import load_text
     _core.eal_init(["dp-cycles", "-l", "0", "--no-huge", "-m", "2048", "--no-pci",
                     "--file-prefix", f"dpc{os.getpid()}", "--no-shconf",
@@ -56,7 +57,7 @@ def main() -> int:
             throughput.make_pcap(pcap)
         frames = frames_of(pcap)
         cfg = load_text(throughput.scenario_config(a.scenario, pcap))
-    core = _core.Core(cfg)
+    core = Control.open(cfg).core
     rounds = 1 if setup else a.rounds
     if not setup:
         core.cycles(0, frames, 2)                      # warm: flows created, caches filled

@@ -17,6 +17,27 @@ LIMITS = {
     "MAX_SWAP": 12,              # labels an LFIB swap writes
     "BURST": 32,                 # packets per RX burst
 }
+# codes the compiled tables carry (dataplane/config/compile.py writes them, C reads them)
+CODES = {
+    "NH_NONE": 0xFFFFFF,         # no route: beyond any id (rte_lpm next hops are 24-bit)
+    "NH_GROUP": 1 << 20,         # next-hop id flag: the low bits index a group
+    "NO_MEMBER": 0xFFFF,         # every member drained: the packet has no route
+    "MEMBER_REMOVED": 0,         # gone: flows pinned to it are re-hashed
+    "MEMBER_ACTIVE": 1,
+    "MEMBER_DRAIN": 2,           # weight 0: keeps its pinned flows, takes no new ones
+    "NO_PW": 0xFFFF,             # a port that is no pseudowire's attachment circuit
+    "IGNORE_NONE": 0,            # fat-flow rule `ignore`
+    "IGNORE_SRC": 1,
+    "IGNORE_DST": 2,
+    "NO_PREFIX": 255,            # fat-flow rule without a prefix length
+    "TUN_NONE": 0,               # next-hop overlay
+    "TUN_UDP": 1,                # MPLS-over-UDP, RFC 7510
+    "TUN_GRE": 2,                # MPLS-over-GRE, RFC 4023
+    "A_SWAP": 0,                 # LFIB actions
+    "A_POP": 1,
+    "A_POP_LOOKUP": 2,
+    "A_POP_XC": 3,
+}
 MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS, MAX_ROUTES_PER_VRF = 256, 65535, 4096, 1 << 20
 
 # per-port counter slots: rx, tx, then the drop reasons in order; room for growth
@@ -31,3 +52,4 @@ def slot_name(name: str) -> str:
 
 
 globals().update(LIMITS)
+globals().update(CODES)

@@ -20,7 +20,9 @@ from typing import Callable, Optional
 
 from . import spread
 from .config.lcores import eal_flag, parse_lcores
+from .config.compile import compile_config
 from .config.model import Config
+from .control import Control
 from .drops import DROP_REASONS
 from .errors import DataplaneError
 
@@ -80,7 +82,9 @@ class Forwarder:
         # a loopback ring holds its frames' mbufs for good: on top of the configured pool
         _core.pool_create(cfg.eal.mbufs + frames * len(cfg.ports), cfg.eal.mbuf_size)
         self.pool_start = _core.pool_in_use()
-        self.core = _core.Core(cfg, workers=len(self.lcores))
+        compiled = compile_config(cfg)
+        self.core = _core.Core(compiled, workers=len(self.lcores))
+        self.control = Control(self.core, cfg, compiled)   # live changes (docs/workers.md)
         self.loop_frames = frames
         for p in cfg.ports:
             try:

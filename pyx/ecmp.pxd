@@ -3,14 +3,11 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from parse cimport pkt_t, flow_key_t
-from consts cimport MAX_MEMBERS
 from hashing cimport (key_hash, pkt_hash4, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 
+from consts cimport *
+
 cdef enum:
-    NO_MEMBER = 0xffff         # every member drained: the packet has no route
-    MEMBER_REMOVED = 0         # gone: flows pinned to it are re-hashed
-    MEMBER_ACTIVE = 1
-    MEMBER_DRAIN = 2           # weight 0: keeps its pinned flows, takes no new ones
     FRAG_SLOTS = 4096          # direct-mapped: a collision evicts, an entry expires
 
 ctypedef struct group_t:

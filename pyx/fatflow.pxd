@@ -3,13 +3,8 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memset
 from parse cimport flow_key_t, be16
-from consts cimport MAX_FAT_RULES, MAX_FAT_EXCLUDE
 
-cdef enum:
-    IGNORE_NONE = 0
-    IGNORE_SRC = 1
-    IGNORE_DST = 2
-    NO_PREFIX = 255
+from consts cimport *
 
 ctypedef struct fat_rule_t:
     uint8_t proto              # 6, 17, 132, or 1 for ICMP (matches ICMPv6 58 on IPv6)

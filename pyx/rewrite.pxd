@@ -5,12 +5,8 @@ from libc.string cimport memcpy
 from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_adj
 from includes.shim cimport dp_mtod
 from parse cimport pkt_t
-from consts cimport MAX_PUSH
 
-cdef enum:
-    TUN_NONE = 0
-    TUN_UDP = 1                # MPLS-over-UDP, RFC 7510
-    TUN_GRE = 2                # MPLS-over-GRE, RFC 4023
+from consts cimport *
 
 ctypedef struct nexthop_t:
     uint8_t eth[12]            # destination MAC, then the egress port's MAC

@@ -5,9 +5,7 @@ from includes.rte_lpm cimport rte_lpm, rte_lpm_lookup
 from includes.rte_lpm6 cimport rte_lpm6, rte_lpm6_lookup
 from parse cimport pkt_t, rd32, D_NO_ROUTE
 
-cdef enum:
-    NH_NONE = 0xffffff         # beyond any id: rte_lpm next hops are 24-bit
-    NH_GROUP = 1 << 20         # next-hop id flag: the low bits index a group
+from consts cimport *
 
 ctypedef struct vrf_t:
     rte_lpm *lpm4              # NULL when the VRF has no IPv4 route longer than /0

@@ -27,11 +27,12 @@ class CythonBackend:
     """`_core.Core` on real mbufs; EAL and the mbuf pool must exist (conftest `eal`)."""
 
     def __init__(self, cfg: Config):
-        from dataplane import _core
+        from dataplane.control import Control
         from dataplane.runtime import counter_names
         self.cfg = cfg
         self._names = counter_names()
-        self.core = _core.Core(cfg)
+        self.control = Control.open(cfg)
+        self.core = self.control.core
 
     def process(self, in_port: int, frames) -> list[tuple[int, bytes]]:
         return self.core.process(in_port, [bytes(f) for f in frames])
@@ -70,7 +71,7 @@ class CythonBackend:
         return self.core.mpls_counters()
 
     def update_group(self, index: int, members) -> None:
-        self.core.update_group(index, members)
+        self.control.update_group(index, members)
 
     def close(self) -> None:
         self.core.close()                       # frees the LPM tables (64 MiB per VRF)

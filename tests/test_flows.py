@@ -1069,7 +1069,8 @@ def test_no_huge_pool_and_flow_table_on_transparent_huge_pages(eal):
     worker never page-faults). Where the kernel grants THP (madvise mode, as here), they
     are backed by huge pages; the kernel's own accounting in /proc says so."""
     from dataplane import _core
-    core = _core.Core(config(flow_table=FlowTable(entries=65536)))
+    from dataplane.control import Control
+    core = Control.open(config(flow_table=FlowTable(entries=65536))).core
     try:
         regions = {what: (addr, size) for what, addr, size in core.memory_regions()}
         assert set(regions) == {"mbuf pool", "flow table rte_hash", "flow entries"}

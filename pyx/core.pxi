@@ -1,0 +1,577 @@
+# Compiled tables in, counters out (included by loop.pyx). `Tables` loads what
+# dataplane/config/compile.py made into C tables, publishes changed versions to the
+# workers RCU-style (docs/workers.md §4), and reads the workers' counters and flows.
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+
+
+cdef void free_vrf(vrf_t *v) noexcept nogil:
+    if v.lpm4 != NULL:
+        rte_lpm_free(v.lpm4)
+    if v.lpm6 != NULL:
+        rte_lpm6_free(v.lpm6)
+    v.lpm4 = NULL
+    v.lpm6 = NULL
+
+
+def add_up(rows):
+    """Per-worker counter dicts → one dict of sums."""
+    out = dict(rows[0]) if rows else {}
+    for r in rows[1:]:
+        for k, v in r.items():
+            out[k] += v
+    return out
+
+
+def tsc_hz():
+    return rte_get_tsc_hz()
+
+
+def counter_slots():
+    """(rx, tx, first drop slot, number of slots) as the C enum has them (tests check
+    they match dataplane/limits.py)."""
+    return C_RX, C_TX, D_PARSE_ERROR, N_COUNTERS
+
+
+cdef class Tables:
+    """The compiled tables (one published version at a time) and the workers' contexts
+    that read them: per worker its ports' TX buffers and counters, flow table, fragment
+    table and member counters."""
+    cdef ctx_t *w[MAX_WORKERS]
+    cdef int nworkers
+    cdef shared_t shared
+    cdef tables_t *t               # the current version (being built until live)
+    cdef bint live                 # published: changes are copy-on-write + grace period
+    cdef int nvrfs, nnhs, ngroups
+    cdef list vrf_names
+    cdef list launched             # lcores of the running workers (loop.pyx)
+    cdef list flow_memory          # per worker: FlowMemory
+    cdef public uint64_t grace_waits   # grace periods waited
+
+    def __cinit__(self):
+        self.launched = []
+        self.flow_memory = []
+        self.t = <tables_t *>calloc(1, sizeof(tables_t))
+        if self.t == NULL:
+            raise MemoryError()
+        self.t.mpls = <mpls_t *>calloc(1, sizeof(mpls_t))
+        if self.t.mpls == NULL:
+            raise MemoryError()
+        self.shared.current = self.t
+
+    def __init__(self, compiled, int workers=1, drain_us=100):
+        """Load `compiled` (dataplane.config.compile.Compiled) for `workers` workers."""
+        cdef ctx_t *c
+        cdef size_t sz = rte_rcu_qsbr_get_memsize(workers)
+        cdef void *mem = NULL
+        if _pool == NULL:
+            raise RuntimeError("pool_create() must run before Core()")
+        if len(compiled.ports) > MAX_PORTS:
+            raise ValueError(f"at most {MAX_PORTS} ports")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"1 to {MAX_WORKERS} workers, got {workers}")
+        if posix_memalign(&mem, 64, sz) != 0:
+            raise MemoryError()
+        memset(mem, 0, sz)
+        self.shared.rcu = <rte_rcu_qsbr *>mem
+        check(rte_rcu_qsbr_init(self.shared.rcu, workers), "rte_rcu_qsbr_init", True)
+        for i in range(workers):
+            check(rte_rcu_qsbr_thread_register(self.shared.rcu, i),
+                  "rte_rcu_qsbr_thread_register", True)
+        for i in range(workers):
+            c = self.w[i] = <ctx_t *>calloc(1, sizeof(ctx_t))
+            if c == NULL:
+                raise MemoryError()
+            self.nworkers = i + 1
+            c.worker = i
+            c.shared = &self.shared
+            c.drain_tsc = rte_get_tsc_hz() * drain_us // 1000000
+            c.nports = len(compiled.ports)
+            c.seed = compiled.seed
+            c.on_region = region_cb
+            c.on_decap = decap_cb
+            c.on_mpls = emit_mpls_cb
+            c.on_push = push_cb
+            c.frag = <frag_table_t *>calloc(1, sizeof(frag_table_t))
+            if c.frag == NULL:
+                raise MemoryError()
+            c.frag.timeout_tsc = rte_get_tsc_hz() * 2
+            c.entropy_fields = compiled.entropy_fields
+            key_mask4(c.entropy_fields, c.entropy_mask4)
+            for p in compiled.ports:
+                load_port(&c.ports[p.index], p)
+        self._load_nexthops(compiled.nexthops)
+        self.ngroups = len(compiled.groups)
+        self.t.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        for g in compiled.groups:
+            self.set_group(g)
+        self._load_vrfs(compiled.vrf_names, compiled.routes)
+        self._load_mpls(compiled.mpls)
+        for i in range(workers):
+            self.w[i].member_pkts = <uint64_t *>calloc(max(1, self.ngroups) * MAX_MEMBERS,
+                                                       sizeof(uint64_t))
+            if self.w[i].member_pkts == NULL:
+                raise MemoryError()
+        for i in range(workers):
+            self.flow_memory.append(FlowMemory())
+            if compiled.flow_table is not None:
+                flow_table_create(&self.w[i].flows, compiled.flow_table, i,
+                                  self.flow_memory[i])
+        self.live = True
+        for i in range(workers):
+            tables_refresh(self.w[i])
+
+    @property
+    def workers(self):
+        return self.nworkers
+
+    @property
+    def version(self):
+        return self.t.version
+
+    # ------------------------------------------------------------------ loading
+
+    cdef _load_nexthops(self, list nexthops):
+        cdef nexthop_t *nh
+        cdef bytes b
+        self.nnhs = len(nexthops)
+        self.t.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
+        if self.t.nhs == NULL:
+            raise MemoryError()
+        for i, n in enumerate(nexthops):
+            nh = &self.t.nhs[i]
+            b = n.eth
+            memcpy(nh.eth, <const char *>b, 12)
+            nh.port = n.port
+            nh.n_push = len(n.push)
+            for j, word in enumerate(n.push):
+                nh.push[j] = be32(word)
+                nh.ttl_on[j] = 0xffffffff if n.ttl_on[j] else 0
+            nh.el_at = n.el_at
+            nh.el_unreadable = n.el_unreadable
+            nh.tunnel = n.tunnel
+            nh.v6 = n.v6
+            nh.olen = n.olen
+            nh.osum = n.osum
+            b = n.outer
+            if len(b) > sizeof(nh.outer):
+                raise ValueError("outer header template too long")
+            memcpy(nh.outer, <const char *>b, len(b))
+
+    cdef _load_mpls(self, spec):
+        """The LFIB (an rte_hash on the 20-bit label), pseudowires and node settings."""
+        global _table_seq
+        cdef mpls_t *mp = self.t.mpls
+        cdef rte_hash_parameters hp
+        cdef lfib_entry_t *ent
+        cdef uint32_t label
+        cdef int32_t pos
+        cdef bytes a = spec.tun_addr
+        mp.erld = spec.erld
+        mp.guess = spec.guess
+        mp.pipe = spec.pipe
+        mp.tun_family = spec.tun_family
+        memcpy(mp.tun_addr, <const char *>a, len(a))
+        mp.pws = <pw_t *>calloc(max(1, len(spec.pws)), sizeof(pw_t))
+        for i, pw in enumerate(spec.pws):
+            mp.pws[i].ac_port = pw.ac_port
+            mp.pws[i].label = pw.label
+            mp.pws[i].via = pw.via
+            mp.pws[i].fat = pw.fat
+            mp.pws[i].cw = pw.cw
+        if not spec.lfib:
+            return
+        _table_seq += 1
+        name = f"lfib_{_table_seq}".encode()
+        memset(&hp, 0, sizeof(hp))
+        hp.name = name
+        hp.entries = max(64, 2 * len(spec.lfib))
+        hp.key_len = 4
+        hp.socket_id = rte_socket_id()
+        mp.lfib = <rte_hash *>check_ptr(rte_hash_create(&hp),
+                                        f"rte_hash_create(lfib, {hp.entries} entries)")
+        mp.entries = <lfib_entry_t *>calloc(hp.entries, sizeof(lfib_entry_t))
+        for rule in spec.lfib:
+            label = rule.label
+            pos = check(rte_hash_add_key(mp.lfib, &label), f"LFIB: add label {label}")
+            if pos >= <int32_t>hp.entries:
+                raise ValueError(f"LFIB: position {pos} beyond {hp.entries} entries")
+            ent = &mp.entries[pos]
+            ent.action = rule.action
+            ent.n_labels = len(rule.labels)
+            for i, x in enumerate(rule.labels):
+                ent.labels[i] = be32(x)
+            ent.via = rule.via
+            ent.vrf = rule.vrf
+            ent.pw = rule.pw
+
+    cdef _load_vrfs(self, list names, list routes):
+        self.nvrfs = len(names)
+        self.vrf_names = list(names)
+        self.t.vrfs = <vrf_t *>calloc(max(1, self.nvrfs), sizeof(vrf_t))
+        for i in range(self.nvrfs):
+            self.t.vrfs[i].default4 = self.t.vrfs[i].default6 = NH_NONE
+            self._build_vrf(&self.t.vrfs[i], i, routes[i])
+
+    cdef _build_vrf(self, vrf_t *v, int index, dict routes):
+        """VRF `index`'s LPM tables for `routes` ({ip_network: next-hop id}) into *v."""
+        global _table_seq
+        cdef rte_lpm_config c4
+        cdef rte_lpm6_config c6
+        cdef bytes a
+        name_of = self.vrf_names[index]
+        v.lpm4 = NULL
+        v.lpm6 = NULL
+        v.default4 = v.default6 = NH_NONE
+        r4 = [p for p in routes if p.version == 4]
+        r6 = [p for p in routes if p.version == 6]
+        _table_seq += 1
+        try:
+            if any(p.prefixlen for p in r4):
+                memset(&c4, 0, sizeof(c4))
+                c4.max_rules = max(1024, 2 * len(r4))
+                c4.number_tbl8s = max(256, sum(p.prefixlen > 24 for p in r4) + 16)
+                name = f"l4_{_table_seq}".encode()
+                v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
+                                              f"rte_lpm_create(vrf {name_of})")
+            if any(p.prefixlen for p in r6):
+                memset(&c6, 0, sizeof(c6))
+                c6.max_rules = max(1024, 2 * len(r6))
+                c6.number_tbl8s = max(256, 14 * len(r6))
+                name = f"l6_{_table_seq}".encode()
+                v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
+                                               f"rte_lpm6_create(vrf {name_of})")
+            for prefix, nh_id in routes.items():
+                what = f"add route {prefix} in vrf {name_of}"
+                if prefix.prefixlen == 0:
+                    if prefix.version == 4:
+                        v.default4 = nh_id
+                    else:
+                        v.default6 = nh_id
+                elif prefix.version == 4:
+                    check(rte_lpm_add(v.lpm4, int(prefix.network_address), prefix.prefixlen,
+                                      nh_id), "rte_lpm_add: " + what)
+                else:
+                    a = prefix.network_address.packed
+                    check(rte_lpm6_add(v.lpm6, <const uint8_t *>a, prefix.prefixlen,
+                                       nh_id), "rte_lpm6_add: " + what)
+        except BaseException:
+            free_vrf(v)
+            raise
+
+    # ------------------------------------------------------------------ publishing
+
+    cdef tables_t *_next_version(self) except NULL:
+        """A copy of the current version's table pointers, to change and publish."""
+        cdef tables_t *nt = <tables_t *>malloc(sizeof(tables_t))
+        if nt == NULL:
+            raise MemoryError()
+        memcpy(nt, self.t, sizeof(tables_t))
+        nt.version = self.t.version + 1
+        return nt
+
+    cdef _publish(self, tables_t *nt):
+        """Make nt the version workers read (one atomic store), wait until every online
+        worker has passed a quiescent state (rte_rcu_qsbr), then free the old version's
+        struct: from then on nothing reads what the caller replaced, and it may free it."""
+        cdef tables_t *old = self.t
+        self.t = nt
+        dp_ptr_set(<void **>&self.shared.current, nt)
+        self._grace()
+        free(old)
+
+    cdef _grace(self):
+        cdef uint64_t token = rte_rcu_qsbr_start(self.shared.rcu)
+        with nogil:
+            # polled, not spun: a worker may share this CPU with the main lcore
+            while rte_rcu_qsbr_check(self.shared.rcu, token, False) == 0:
+                usleep(20)
+        self.grace_waits += 1
+
+    def set_group(self, g):
+        """Install group g.index (a compile.GroupTable: member next hops and states,
+        bucket table, hash fields). Live: copy-on-write of the group array, published."""
+        cdef int index = g.index
+        cdef uint16_t[::1] tb = np.ascontiguousarray(
+            g.buckets if g.buckets is not None else [], dtype=np.uint16)
+        cdef group_t *arr = self.t.groups
+        cdef group_t *old_arr
+        cdef group_t *grp
+        cdef uint16_t *old_buckets
+        cdef uint16_t *nb = NULL
+        cdef tables_t *nt
+        if not 0 <= index < self.ngroups:
+            raise ValueError(f"no group {index}")
+        n = len(g.member_nh)
+        if n > MAX_MEMBERS or len(g.states) != n or (len(tb) and max(tb) >= n):
+            raise ValueError("bad group table")
+        if n < self.t.groups[index].n_members:
+            raise ValueError("member slots cannot be taken away")
+        if any(not 0 <= nh < self.nnhs for nh in g.member_nh):
+            raise ValueError("bad member next hop")
+        if len(tb):                    # an empty table: every member drained
+            nb = <uint16_t *>malloc(len(tb) * sizeof(uint16_t))
+            if nb == NULL:
+                raise MemoryError()
+            memcpy(nb, &tb[0], len(tb) * sizeof(uint16_t))
+        if self.live:
+            arr = <group_t *>malloc(self.ngroups * sizeof(group_t))
+            if arr == NULL:
+                free(nb)
+                raise MemoryError()
+            memcpy(arr, self.t.groups, self.ngroups * sizeof(group_t))
+        grp = &arr[index]
+        old_buckets = grp.buckets
+        grp.id = index
+        grp.buckets = nb
+        grp.n_buckets = len(tb)
+        grp.n_members = n
+        for i in range(n):
+            grp.member_nh[i] = g.member_nh[i]
+            grp.member_state[i] = g.states[i]
+        grp.fields = g.fields
+        grp.frag_follow = g.follow
+        key_mask4(grp.fields, grp.mask4)
+        key_mask4(grp.fields & (F_L3 | F_SYMMETRIC), grp.mask4_l3)
+        if self.live:
+            old_arr = self.t.groups
+            nt = self._next_version()
+            nt.groups = arr
+            self._publish(nt)
+            free(old_arr)
+        free(old_buckets)
+
+    def set_routes(self, int index, dict routes):
+        """Replace VRF `index`'s routes ({ip_network: next-hop id}): new LPM tables are
+        built beside the old ones and published; the old ones are freed after the grace
+        period."""
+        cdef vrf_t nv
+        cdef vrf_t old
+        cdef vrf_t *arr
+        cdef vrf_t *old_arr
+        cdef tables_t *nt
+        if not 0 <= index < self.nvrfs:
+            raise ValueError(f"no vrf {index}")
+        for nh_id in routes.values():
+            if not (nh_id & NH_GROUP and (nh_id & ~NH_GROUP) < self.ngroups or
+                    not nh_id & NH_GROUP and nh_id < self.nnhs):
+                raise ValueError(f"bad next-hop id {nh_id}")
+        self._build_vrf(&nv, index, routes)
+        arr = <vrf_t *>malloc(max(1, self.nvrfs) * sizeof(vrf_t))
+        if arr == NULL:
+            free_vrf(&nv)
+            raise MemoryError()
+        memcpy(arr, self.t.vrfs, self.nvrfs * sizeof(vrf_t))
+        old = arr[index]
+        arr[index] = nv
+        old_arr = self.t.vrfs
+        nt = self._next_version()
+        nt.vrfs = arr
+        self._publish(nt)
+        free(old_arr)
+        free_vrf(&old)
+
+    # ------------------------------------------------------------------ counters
+
+    def counters(self, per_worker=False):
+        """Per port: a list of N_COUNTERS uint64 (slots from counter_slots()), summed
+        over workers (per_worker: one such table per worker)."""
+        rows = [[[self.w[w].ports[i].cnt[j] for j in range(N_COUNTERS)]
+                 for i in range(self.w[0].nports)] for w in range(self.nworkers)]
+        if per_worker:
+            return rows
+        return [[sum(rows[w][i][j] for w in range(self.nworkers)) for j in range(N_COUNTERS)]
+                for i in range(self.w[0].nports)]
+
+    def rx_total(self):
+        cdef uint64_t t = 0
+        for w in range(self.nworkers):
+            for i in range(self.w[w].nports):
+                t += self.w[w].ports[i].cnt[C_RX]
+        return t
+
+    def group_counters(self, int index, per_worker=False):
+        """Packets per member slot of group `index` (summed over workers)."""
+        n = self.t.groups[index].n_members
+        rows = [[self.w[w].member_pkts[index * MAX_MEMBERS + i] for i in range(n)]
+                for w in range(self.nworkers)]
+        return rows if per_worker else [sum(col) for col in zip(*rows)]
+
+    def frag_counters(self, per_worker=False):
+        rows = [{"frag_followed": self.w[i].frag.followed,
+                 "frag_fallback": self.w[i].frag.fallback} for i in range(self.nworkers)]
+        return rows if per_worker else add_up(rows)
+
+    def mpls_counters(self, per_worker=False):
+        rows = [{"el_not_readable": self.w[i].mpls.el_not_readable}
+                for i in range(self.nworkers)]
+        return rows if per_worker else add_up(rows)
+
+    def flow_counters(self, per_worker=False):
+        cdef flow_table_t *ft
+        rows = []
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            rows.append({"flow_created": ft.created, "flow_deleted": ft.deleted,
+                         "flow_aged": ft.aged, "flow_rehashed": ft.rehashed,
+                         "flow_table_full": ft.full,
+                         "flows_active": rte_hash_count(ft.h) if ft.h != NULL else 0})
+        return rows if per_worker else add_up(rows)
+
+    # ------------------------------------------------------------------ flows
+
+    def set_clock(self, seconds):
+        """Tests: the flow tables' clock in seconds (None: the TSC)."""
+        for w in range(self.nworkers):
+            self.w[w].fake_now = 0 if seconds is None else max(
+                1, <uint64_t>(seconds * rte_get_tsc_hz()))
+
+    def age_all(self):
+        """Sweep every flow table once (the workers sweep a slice at a time)."""
+        for w in range(self.nworkers):
+            if self.w[w].flows.h != NULL:
+                flow_age(&self.w[w].flows, clock_now(self.w[w]), self.w[w].flows.slots)
+
+    def flow_flush(self):
+        cdef flow_table_t *ft
+        cdef uint32_t i
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            for i in range(ft.slots):
+                if ft.entries[i].valid:
+                    flow_delete(ft, i)
+
+    def flows(self):
+        """Every flow entry of every worker as a dict (workers stopped, or a racy
+        snapshot)."""
+        cdef flow_table_t *ft
+        cdef flow_entry_t *e
+        cdef flow_key_t *k
+        cdef void *kv
+        cdef uint32_t i
+        cdef double hz = rte_get_tsc_hz()
+        out = []
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            for i in range(ft.slots):
+                e = &ft.entries[i]
+                if not e.valid or rte_hash_get_key_with_position(ft.h, i, &kv) != 0:
+                    continue
+                k = <flow_key_t *>kv
+                alen = 4 if k.family == 4 else 16
+                grp = (e.nh_id & ~(<uint32_t>NH_GROUP)) if e.nh_id & NH_GROUP else None
+                nh_used = e.nh_id
+                if grp is not None:
+                    nh_used = (self.t.groups[grp].member_nh[e.member]
+                               if e.member != NO_MEMBER else None)
+                out.append({
+                    "vrf": be16(k.vrf), "family": k.family,
+                    "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
+                    "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
+                    "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
+                    "in_port": e.in_port, "nh_id": nh_used, "group": grp,
+                    "member": None if grp is None or e.member == NO_MEMBER else e.member,
+                    "hash": e.hash, "packets": e.packets, "bytes": e.bytes,
+                    "first_seen": e.first_seen / hz, "last_seen": e.last_seen / hz,
+                    "fin": bool(e.fin), "rst": bool(e.rst),
+                    "closing": e.closing_since != 0, "worker": w})
+        return out
+
+    def memory_regions(self):
+        """The regions mapped outside EAL memory on transparent huge pages (--no-huge):
+        [(what, address, bytes)], for diagnostics and the tests that check /proc."""
+        cdef flow_table_t *ft
+        cdef FlowMemory fm
+        out = []
+        if _pool_mem != NULL:
+            out.append(("mbuf pool", <size_t>_pool_mem, _pool_len))
+        for w in range(self.nworkers):
+            ft = &self.w[w].flows
+            fm = self.flow_memory[w]
+            if fm.mem != NULL:
+                out.append(("flow table rte_hash", <size_t>fm.mem, fm.size))
+            if ft.entries != NULL:
+                out.append(("flow entries", <size_t>ft.entries,
+                            thp_size(ft.slots * sizeof(flow_entry_t))))
+        return out
+
+    def bucket_array(self, int worker=0):
+        """(address, mask) of the located rte_hash bucket array, None if not located."""
+        if self.w[worker].flows.bkt == NULL:
+            return None
+        return <size_t>self.w[worker].flows.bkt, self.w[worker].flows.bkt_mask
+
+    # ------------------------------------------------------------------ teardown
+
+    cdef _free_tables(self):
+        """Every table of the current version and every worker's own (workers stopped)."""
+        cdef ctx_t *c
+        cdef tables_t *t = self.t
+        for w in range(self.nworkers):
+            c = self.w[w]
+            free(c.frag)
+            c.frag = NULL
+            free(c.member_pkts)
+            c.member_pkts = NULL
+            flow_table_free(&c.flows)
+            if w < len(self.flow_memory):
+                (<FlowMemory>self.flow_memory[w]).release()
+        if t == NULL:
+            return
+        if t.vrfs != NULL:
+            for i in range(self.nvrfs):
+                free_vrf(&t.vrfs[i])
+            free(t.vrfs)
+            t.vrfs = NULL
+        if t.groups != NULL:
+            for i in range(self.ngroups):
+                free(t.groups[i].buckets)
+            free(t.groups)
+            t.groups = NULL
+        free(t.nhs)
+        t.nhs = NULL
+        if t.mpls != NULL:
+            if t.mpls.lfib != NULL:
+                rte_hash_free(t.mpls.lfib)
+                t.mpls.lfib = NULL
+            free(t.mpls.entries)
+            t.mpls.entries = NULL
+            free(t.mpls.pws)
+            t.mpls.pws = NULL
+
+    def __dealloc__(self):
+        if self.launched:
+            return      # a running worker still reads the tables: leaking beats a crash
+        self._free_tables()
+        for w in range(self.nworkers):
+            free(self.w[w])
+            self.w[w] = NULL
+        if self.t != NULL:
+            free(self.t.mpls)
+            free(self.t)
+            self.t = NULL
+        free(self.shared.rcu)
+        self.shared.rcu = NULL
+
+
+cdef load_port(port_t *pt, p):
+    """A compile.PortTable into a worker's port."""
+    cdef fat_rules_t *fr = &pt.fat
+    cdef bytes a
+    pt.l3 = p.l3
+    pt.vrf = p.vrf
+    pt.flow_mode = p.flow_mode
+    pt.pw = p.pw
+    fr.n_rules = len(p.fat.rules)
+    for i, (proto, port, ignore, splen, dplen) in enumerate(p.fat.rules):
+        fr.rules[i].proto = proto
+        fr.rules[i].port = port
+        fr.rules[i].ignore = ignore
+        fr.rules[i].src_plen = splen
+        fr.rules[i].dst_plen = dplen
+    fr.n_exclude = len(p.fat.exclude)
+    for i, (family, plen, a) in enumerate(p.fat.exclude):
+        fr.exclude[i].family = family
+        fr.exclude[i].plen = plen
+        memcpy(fr.exclude[i].addr, <const char *>a, len(a))

@@ -1,0 +1,97 @@
+# A worker's context (docs/workers.md): the published table version it reads, and what is
+# its own: ports with its TX buffers and counters, flow table, fragment table, member
+# counters. Nothing here is written by two lcores.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free
+from includes.rte_ethdev cimport rte_eth_dev_tx_buffer
+from includes.rte_cycles cimport rte_rdtsc
+from includes.rte_rcu_qsbr cimport rte_rcu_qsbr
+from includes.shim cimport dp_ptr_get
+from consts cimport *
+from parse cimport pkt_t
+from route cimport vrf_t
+from rewrite cimport nexthop_t
+from ecmp cimport group_t, frag_table_t
+from mpls_input cimport mpls_t
+from fatflow cimport fat_rules_t
+from flow cimport flow_table_t
+
+ctypedef struct port_t:
+    uint16_t port_id           # DPDK port id
+    uint16_t vrf               # VRF index of an L3 port
+    uint8_t l3                 # 0: not an L3 port (a pseudowire attachment circuit)
+    uint8_t rx                 # 1: the worker polls this port
+    uint8_t bound              # 1: a DPDK port is attached
+    uint8_t flow_mode          # 1: flow mode (the flow table pins flows); 0: packet mode
+    uint16_t pw                # pseudowire of an attachment circuit, NO_PW: none
+    uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason (dataplane/limits.py COUNTERS)
+    rte_eth_dev_tx_buffer *txb # this worker's TX buffer toward the port
+    fat_rules_t fat
+
+ctypedef struct tables_t:
+    # One published version of the forwarding tables: immutable once published; a change
+    # builds a new version that shares what it does not change (docs/workers.md §4).
+    vrf_t *vrfs
+    nexthop_t *nhs
+    group_t *groups
+    mpls_t *mpls               # LFIB, pseudowires, node MPLS settings
+    uint64_t version
+
+ctypedef struct shared_t:
+    tables_t *current          # workers load it once per loop iteration
+    rte_rcu_qsbr *rcu          # each worker reports a quiescent state per iteration
+
+ctypedef struct ctx_t:
+    int stop
+    uint16_t worker            # worker index = its RX/TX queue on every port
+    uint16_t nports
+    shared_t *shared
+    const tables_t *cur        # the version vrfs/nhs/groups/mpls were taken from
+    uint64_t *member_pkts      # [group id * MAX_MEMBERS + member slot]
+    uint64_t drain_tsc         # flush TX buffers at least this often
+    uint64_t loops
+    uint64_t fake_now          # tests: the clock (TSC units); 0 = rte_rdtsc()
+    port_t ports[MAX_PORTS]
+    vrf_t *vrfs
+    nexthop_t *nhs
+    group_t *groups
+    uint32_t seed              # node hash seed
+    uint32_t entropy_fields    # hash fields of a flow's entropy when not via a group
+    uint64_t entropy_mask4[2]
+    frag_table_t *frag
+    flow_table_t flows
+    mpls_t mpls                # the version's settings; el_not_readable is this worker's
+    # MPLS work is called through pointers so that the compiler keeps it out of the IP
+    # fast path's loops (inlined, it costs the plain IP path ~15 % in register pressure)
+    int (*on_region)(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end,
+                     uint16_t vrf) noexcept nogil
+    int (*on_decap)(const mpls_t *mp, pkt_t *p, uint16_t vrf) noexcept nogil
+    void (*on_mpls)(void *c, port_t *pt, rte_mbuf *m, const pkt_t *p, uint16_t in_port,
+                    rte_mbuf **out, uint16_t *out_port, uint16_t *k) noexcept nogil
+    bint (*on_push)(void *c, port_t *pt, rte_mbuf *m, const pkt_t *p, const nexthop_t *nh,
+                    uint32_t h) noexcept nogil
+
+
+cdef inline void tables_refresh(ctx_t *c) noexcept nogil:
+    """Take the published table version (once per loop iteration; the version stays
+    valid until this worker's next quiescent report)."""
+    cdef const tables_t *t = <const tables_t *>dp_ptr_get(<void **>&c.shared.current)
+    cdef uint64_t el
+    if t != c.cur:
+        c.cur = t
+        c.vrfs = t.vrfs
+        c.nhs = t.nhs
+        c.groups = t.groups
+        el = c.mpls.el_not_readable
+        c.mpls = t.mpls[0]
+        c.mpls.el_not_readable = el
+
+
+cdef inline uint64_t clock_now(const ctx_t *c) noexcept nogil:
+    return c.fake_now if c.fake_now else rte_rdtsc()
+
+
+cdef inline void drop(port_t *pt, rte_mbuf *m, int reason) noexcept nogil:
+    """Free a packet and count it under its drop reason on the ingress port."""
+    pt.cnt[reason] += 1
+    rte_pktmbuf_free(m)

@@ -1,0 +1,55 @@
+# TX stage: packets a burst produced are enqueued per egress port (this worker's TX
+# queue), sent straight to the PMD when half a burst or more goes to one port with
+# nothing buffered (as testpmd does), and the buffers drained on a TSC timer. What a
+# PMD refuses is freed and counted tx_full on the egress port.
+from libc.stdint cimport uint16_t, uint64_t
+from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free
+from includes.rte_ethdev cimport rte_eth_tx_buffer, rte_eth_tx_buffer_flush, rte_eth_tx_burst
+from consts cimport *
+from ctx cimport ctx_t, port_t
+
+
+cdef inline void tx_enqueue(ctx_t *c, rte_mbuf *m, uint16_t port, rte_mbuf **out,
+                            uint16_t *out_port, uint16_t *k) noexcept nogil:
+    """Put a processed packet in the burst's output for `port` (counted tx now; a
+    refusal later moves it to tx_full)."""
+    out[k[0]] = m
+    out_port[k[0]] = port
+    c.ports[port].cnt[C_TX] += 1
+    k[0] += 1
+
+
+cdef inline void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
+    """TX buffer error callback: the PMD refused `unsent` packets; free and count them."""
+    cdef uint64_t *cnt = <uint64_t *>userdata
+    cdef uint16_t i
+    for i in range(unsent):
+        rte_pktmbuf_free(pkts[i])
+    cnt[D_TX_FULL] += unsent
+    cnt[C_TX] -= unsent
+
+
+cdef inline void tx_flush(ctx_t *c) noexcept nogil:
+    cdef uint16_t i
+    for i in range(c.nports):
+        if c.ports[i].bound:
+            rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].txb)
+
+
+cdef inline void tx_send(ctx_t *c, rte_mbuf **out, uint16_t *out_port,
+                         uint16_t k) noexcept nogil:
+    """The k packets a burst produced, toward their egress ports on this worker's queue."""
+    cdef port_t *dst = &c.ports[out_port[0]]
+    cdef uint16_t j = 1
+    while j < k and out_port[j] == out_port[0]:
+        j += 1
+    if j == k and k >= BURST // 2 and dst.txb.length == 0:
+        # half a burst or more to one port, nothing buffered before it: straight to the
+        # PMD, as testpmd does (order kept; what it refuses is tx_full)
+        j = rte_eth_tx_burst(dst.port_id, c.worker, out, k)
+        if j < k:
+            tx_refused(out + j, k - j, <void *>dst.cnt)
+        return
+    for j in range(k):
+        dst = &c.ports[out_port[j]]
+        rte_eth_tx_buffer(dst.port_id, c.worker, dst.txb, out[j])
