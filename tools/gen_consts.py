@@ -24,6 +24,8 @@ def render() -> str:
              "# Limits shared with the validator, and the per-port counter slots.",
              "cdef enum:"]
     lines += [f"    {k} = {v}" for k, v in limits.LIMITS.items()]
+    lines += [f"    {k} = {v:#x}" if v > 255 else f"    {k} = {v}"
+              for k, v in limits.CODES.items()]
     lines += [f"    {limits.slot_name(n)} = {i}" for i, n in enumerate(limits.COUNTERS)]
     lines += [f"    N_COUNTERS = {limits.N_COUNTERS}", ""]
     return "\n".join(lines)
