@@ -174,3 +174,31 @@ def test_workers_got_their_rss_share(runs):
         want = Counter(rss.queue_of(rss.rss_hash(f), n) for fr in frames.values()
                        for f in fr)
         assert [w["rx"] for w in out[n][0]["workers"]] == [want[q] for q in range(n)]
+
+
+def test_symmetric_rss_keeps_both_directions_on_one_worker(tmp_path):
+    """With 2 workers, each TCP connection's two directions reach one worker (the
+    symmetric key), so FINs seen both ways close both entries there (flow_tcp looks the
+    reverse entry up in its own worker's table)."""
+    conns = [(f"100.64.3.{i + 1}", f"10.33.{i}.1", 20000 + i, 443) for i in range(24)]
+    p0 = [eth(IP(src=c, dst=s) / TCP(sport=cp, dport=sp, flags=fl))
+          for c, s, cp, sp in conns for fl in ("S", "FA")]
+    up1 = [eth(IP(src=s, dst=c) / TCP(sport=sp, dport=cp, flags=fl), 2)
+           for c, s, cp, sp in conns for fl in ("SA", "FA")]
+    workers = {rss.queue_of(rss.rss_hash(f), 2) for f in p0}
+    assert workers == {0, 1}                          # the connections do use both
+    out = tmp_path / "out"
+    r = dataplane("replay", config(tmp_path, 2),
+                  "--in", f"p0={write_pcap(tmp_path / 'p0.pcap', p0)}",
+                  "--in", f"up1={write_pcap(tmp_path / 'up1.pcap', up1)}",
+                  "--out-dir", out, "-q", timeout=120)
+    no_traceback(r.stderr)
+    assert r.returncode == 0, r.stderr
+    flows = json.loads((out / "flows.json").read_text())
+    assert len(flows) == 2 * len(conns)
+    by_conn = defaultdict(set)
+    for f in flows:
+        a, b = sorted([(f["src"], f["sport"]), (f["dst"], f["dport"])])
+        by_conn[(a, b)].add(f["worker"])
+        assert f["fin"] and f["closing"], f
+    assert all(len(w) == 1 for w in by_conn.values())     # one worker per connection
