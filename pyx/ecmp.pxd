@@ -3,7 +3,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from parse cimport pkt_t, flow_key_t
-from hashing cimport (key_hash, pkt_hash4, key_mask4, bucket_of, hash_key, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
+from hashing cimport (flow_key_hash, pkt_hash4, key_mask4, bucket_of, hash_input, crc_key, F_L3, KEY_MAX, KEY_WORDS, F_SYMMETRIC)
 
 from consts cimport *
 
@@ -38,7 +38,7 @@ ctypedef struct frag_table_t:
 cdef inline uint32_t frag_key(const pkt_t *p, uint8_t *k) noexcept nogil:
     """(src, dst, proto, IP id / IPv6 fragment id) in a zeroed key buffer; its length."""
     cdef const uint8_t *ip = p.data + p.l2_len
-    cdef uint32_t n = hash_key(k, p.family, ip + (12 if p.family == 4 else 8),
+    cdef uint32_t n = hash_input(k, p.family, ip + (12 if p.family == 4 else 8),
                                ip + (16 if p.family == 4 else 24), p.proto, 0, 0, 0, 0, F_L3)
     k[n - 4] = <uint8_t>(p.frag_id >> 24)
     k[n - 3] = <uint8_t>(p.frag_id >> 16)
@@ -50,9 +50,9 @@ cdef inline uint32_t group_hash(const group_t *g, const flow_key_t *k, uint16_t 
                                 uint32_t flow_label, uint32_t seed,
                                 bint l3_only) noexcept nogil:
     if l3_only:
-        return key_hash(k, ingress, flow_label, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3,
+        return flow_key_hash(k, ingress, flow_label, g.fields & (F_L3 | F_SYMMETRIC), g.mask4_l3,
                         seed)
-    return key_hash(k, ingress, flow_label, g.fields, g.mask4, seed)
+    return flow_key_hash(k, ingress, flow_label, g.fields, g.mask4, seed)
 
 cdef inline uint32_t group_pkt_hash4(const group_t *g, const pkt_t *p, uint16_t ingress,
                                      uint32_t seed, bint l3_only) noexcept nogil:

@@ -33,7 +33,7 @@ cdef inline void put16(uint8_t *k, uint16_t v) noexcept nogil:
     k[0] = <uint8_t>(v >> 8)
     k[1] = <uint8_t>v
 
-cdef inline uint32_t hash_key(uint8_t *k, uint8_t family, const uint8_t *src,
+cdef inline uint32_t hash_input(uint8_t *k, uint8_t family, const uint8_t *src,
                               const uint8_t *dst, uint8_t proto, uint16_t sport,
                               uint16_t dport, uint16_t ingress, uint32_t flow_label,
                               uint32_t fields) noexcept nogil:
@@ -103,13 +103,13 @@ cdef inline void key_mask4(uint32_t fields, uint64_t *mask) noexcept nogil:
 cdef inline bint icmp_key(const flow_key_t *k) noexcept nogil:
     return (k.proto == 1 and k.family == 4) or (k.proto == 58 and k.family == 6)
 
-cdef inline uint32_t key_hash6(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
+cdef inline uint32_t flow_key_hash6(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
                                uint32_t fields, uint32_t seed) noexcept nogil:
     cdef uint64_t kbuf[KEY_WORDS]
     cdef uint16_t sport = dp_bswap16(k.sport), dport = dp_bswap16(k.dport)
     if icmp_key(k):
         dport = sport
-    cdef uint32_t n = hash_key(<uint8_t *>kbuf, 6, k.src, k.dst, k.proto, sport, dport,
+    cdef uint32_t n = hash_input(<uint8_t *>kbuf, 6, k.src, k.dst, k.proto, sport, dport,
                                ingress, flow_label, fields)
     return finalize(crc_key(<uint8_t *>kbuf, n), seed)
 
@@ -117,7 +117,7 @@ cdef inline uint32_t hash4(uint32_t src, uint32_t dst, uint8_t proto, uint16_t s
                            uint16_t dport, uint16_t ingress, uint32_t fields,
                            const uint64_t *mask4, uint32_t seed) noexcept nogil:
     """The IPv4 flow hash from network-order fields: the 16-byte hash key is two words
-    ANDed with the group's mask (the same bytes as hash_key())."""
+    ANDed with the group's mask (the same bytes as hash_input())."""
     cdef uint32_t t
     cdef uint64_t w0, w1
     if fields & F_SYMMETRIC:
@@ -130,15 +130,15 @@ cdef inline uint32_t hash4(uint32_t src, uint32_t dst, uint8_t proto, uint16_t s
           | (<uint64_t>dp_bswap16(ingress) << 48)) & mask4[1]
     return finalize(rte_hash_crc_8byte(w1, rte_hash_crc_8byte(w0, 0xffffffffU)), seed)
 
-cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
+cdef inline uint32_t flow_key_hash(const flow_key_t *k, uint16_t ingress, uint32_t flow_label,
                               uint32_t fields, const uint64_t *mask4,
                               uint32_t seed) noexcept nogil:
-    """The flow hash of a (fat-flow masked) key: the same bytes as hash_key(). ICMP: the
+    """The flow hash of a (fat-flow masked) key: the same bytes as hash_input(). ICMP: the
     key's source port (echo id, or 0) stands in for both ports, so a reply hashes like
     its request."""
     cdef uint32_t src, dst
     if k.family != 4:
-        return key_hash6(k, ingress, flow_label, fields, seed)
+        return flow_key_hash6(k, ingress, flow_label, fields, seed)
     memcpy(&src, k.src, 4)
     memcpy(&dst, k.dst, 4)
     return hash4(src, dst, k.proto, k.sport, k.sport if icmp_key(k) else k.dport, ingress,
@@ -146,7 +146,7 @@ cdef inline uint32_t key_hash(const flow_key_t *k, uint16_t ingress, uint32_t fl
 
 cdef inline uint32_t pkt_hash4(const pkt_t *p, uint16_t ingress, uint32_t fields,
                                const uint64_t *mask4, uint32_t seed) noexcept nogil:
-    """key_hash() of an IPv4 packet's unmasked key, read straight from the packet: the
+    """flow_key_hash() of an IPv4 packet's unmasked key, read straight from the packet: the
     packet-mode fast path (no fat-flow rules, not a fragment). Same bytes, same hash."""
     cdef const uint8_t *ip = p.data + p.l2_len
     cdef uint32_t src, dst

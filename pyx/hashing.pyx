@@ -4,10 +4,10 @@ polarization simulator: the same inline functions the packet path runs."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from parse cimport pkt_t, parse, flow_key_t, build_key
-from hashing cimport key_hash, key_mask4
+from hashing cimport flow_key_hash, key_mask4
 cimport numpy as cnp
 import numpy as np
-from hashing cimport hash_key, crc_key, finalize, bucket_of, KEY_MAX, KEY_WORDS
+from hashing cimport hash_input, crc_key, finalize, bucket_of, KEY_MAX, KEY_WORDS
 from includes.rte_hash_crc cimport rte_hash_crc
 
 cnp.import_array()
@@ -23,7 +23,7 @@ def key_bytes(int family, bytes src, bytes dst, int proto, int sport, int dport,
     cdef uint64_t kbuf[KEY_WORDS]
     if len(src) != (4 if family == 4 else 16) or len(dst) != len(src):
         raise ValueError("address length does not match the family")
-    n = hash_key(<uint8_t *>kbuf, family, src, dst, proto, sport, dport, ingress,
+    n = hash_input(<uint8_t *>kbuf, family, src, dst, proto, sport, dport, ingress,
                  flow_label, fields)
     return (<char *>kbuf)[:n]
 
@@ -53,7 +53,7 @@ cdef object crc_v4(cnp.uint32_t[::1] src, cnp.uint32_t[::1] dst, cnp.uint8_t[::1
         for i in range(n):
             s[0] = src[i] >> 24; s[1] = src[i] >> 16; s[2] = src[i] >> 8; s[3] = src[i]
             d[0] = dst[i] >> 24; d[1] = dst[i] >> 16; d[2] = dst[i] >> 8; d[3] = dst[i]
-            klen = hash_key(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
+            klen = hash_input(<uint8_t *>kbuf, 4, s, d, proto[i], sport[i], dport[i], 0, 0,
                             fields)
             c = rte_hash_crc(<uint8_t *>kbuf, klen, init)
             o[i] = finalize(c, seed) if finalized else c
@@ -83,7 +83,7 @@ def crc_v4_many(src, dst, proto, sport, dport, uint32_t fields,
 
 
 def frame_hash(bytes frame, uint16_t ingress, uint32_t fields, uint32_t seed):
-    """Parse a frame, build its flow key and hash it with key_hash(), as the packet path
+    """Parse a frame, build its flow key and hash it with flow_key_hash(), as the packet path
     does (IPv4 fast path included). None when the frame would be dropped by the parser."""
     cdef pkt_t p
     cdef uint64_t mask4[2]
@@ -95,4 +95,4 @@ def frame_hash(bytes frame, uint16_t ingress, uint32_t fields, uint32_t seed):
         return None
     key_mask4(fields, mask4)
     build_key(&p, 0, &k)
-    return key_hash(&k, ingress, p.flow_label, fields, mask4, seed)
+    return flow_key_hash(&k, ingress, p.flow_label, fields, mask4, seed)

@@ -7,7 +7,7 @@ from libc.string cimport memcpy, memset
 from includes.rte_hash_crc cimport rte_hash_crc
 from consts cimport *
 from parse cimport *
-from hashing cimport hash_key, finalize, KEY_WORDS
+from hashing cimport hash_input, finalize, KEY_WORDS
 from mpls_input cimport mpls_t, be32, MAX_STACK, ELI
 
 cdef inline uint32_t guess_key(const uint8_t *b, uint32_t avail, uint32_t want,
@@ -49,8 +49,8 @@ cdef inline uint32_t guess_key(const uint8_t *b, uint32_t avail, uint32_t want,
                 sport = rd16(b + l4 + 4)
                 dport = sport
     if v == 4:
-        return hash_key(k, 4, b + 12, b + 16, proto, sport, dport, ingress, 0, fields)
-    return hash_key(k, 6, b + 8, b + 24, proto, sport, dport, ingress,
+        return hash_input(k, 4, b + 12, b + 16, proto, sport, dport, ingress, 0, fields)
+    return hash_input(k, 6, b + 8, b + 24, proto, sport, dport, ingress,
                     rd32(b) & 0xfffff, fields)
 
 cdef inline uint32_t transit_hash(const mpls_t *mp, const pkt_t *p, uint32_t fields,

@@ -9,7 +9,7 @@ from includes.rte_hash_crc cimport rte_hash_crc
 from includes.rte_ip cimport rte_raw_cksum
 from includes.shim cimport dp_bswap16, dp_bswap32
 from parse cimport *
-from hashing cimport hash_key, finalize, KEY_WORDS
+from hashing cimport hash_input, finalize, KEY_WORDS
 from rewrite cimport nexthop_t, ttl_dec4
 
 from consts cimport *

@@ -17,7 +17,7 @@ from parse cimport pkt_t, flow_key_t, build_key, ACT_IP
 from classify cimport classify
 from mpls_input cimport mpls_t, mpls_region, overlay_decap
 from fatflow cimport fat_mask
-from hashing cimport key_hash, pkt_hash4, bucket_of
+from hashing cimport flow_key_hash, pkt_hash4, bucket_of
 from flow cimport (flow_table_t, flow_entry_t, flow_tcp, flow_full, key_eq, flow_sig, emc_find,
                    emc_put, bucket_prefetch, EMC_SLOTS)
 from route cimport route
@@ -94,7 +94,7 @@ cdef inline uint32_t entropy_hash(const ctx_t *c, const port_t *pt, const pkt_t 
     build_key(p, p.vrf, key)
     if pt.fat.n_rules:
         fat_mask(&pt.fat, key)
-    return key_hash(key, in_port, p.flow_label, c.entropy_fields, c.entropy_mask4, c.seed)
+    return flow_key_hash(key, in_port, p.flow_label, c.entropy_fields, c.entropy_mask4, c.seed)
 
 
 cdef inline uint32_t stateless_hash(const ctx_t *c, const port_t *pt, const group_t *g,
@@ -301,7 +301,7 @@ cdef inline void flow_insert(ctx_t *c, flow_burst_t *b, uint16_t i, int32_t a, u
     e.in_port = in_port
     e.first_seen = b.now
     if d.g == NULL:
-        d.h = key_hash(&b.key[i], in_port, p.flow_label, c.entropy_fields, c.entropy_mask4,
+        d.h = flow_key_hash(&b.key[i], in_port, p.flow_label, c.entropy_fields, c.entropy_mask4,
                        c.seed)
     e.hash = d.h
     ft.created += 1
