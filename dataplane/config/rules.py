@@ -1,0 +1,338 @@
+"""The checkers of the configuration (dataplane/config/validate.py walks the document with
+them): one small function ``(ctx, value)`` per kind of value, returning the converted
+value or BAD after recording ``<file>: <path>: must be <rule>, got <value>`` at ctx; and
+records (``{key: (checker, default)}``) for the flat sections."""
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+
+from ..limits import MAX_FAT_RULES, MAX_NEXTHOP_LABELS, MAX_SWAP, MAX_WORKERS
+from .lcores import parse_lcores
+from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Eal, FatFlowRule,
+                    FlowTable, HashSpec, Tunnel)
+
+# One push writes at most 16 label stack entries (docs/mpls.md §1, MAX_PUSH): a next
+# hop's labels (at most 12) + ELI/EL + a pseudowire label + a FAT label. A swap writes at
+# most 12 labels in place of one.
+MAX_SWAP_LABELS = MAX_SWAP
+
+# vdev drivers we accept, with the devargs keys each takes (None: not checked here).
+VDEV_ARGS = {
+    "net_pcap": ("rx_pcap", "tx_pcap", "rx_iface", "rx_iface_in", "tx_iface", "iface",
+                 "phy_mac", "infinite_rx"),
+    "net_tap": ("iface", "mac", "remote", "persist"),
+    "net_ring": ("nodeaction",),
+    "net_null": ("size", "copy", "no-rx"),
+    "net_af_packet": None, "net_memif": None, "net_virtio_user": None, "net_vhost": None,
+}
+PCI_RE = re.compile(r"([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]")
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+NAME_RULE = "a name of letters, digits, '_' and '-' starting with a letter or '_'"
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+LFIB_ACTIONS = {"swap": ("labels", "via"), "pop": (), "pop-lookup": ("vrf",),
+                "pop-xconnect": ("pseudowire",)}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` holds one message per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+class _Bad:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+BAD = _Bad()          # a value that failed its check (its error is already recorded)
+REQUIRED = object()   # the default of a key that must be present
+
+
+class Ctx:
+    """A place in the document; the path is built only when an error is reported."""
+    __slots__ = ("file", "errors", "parent", "key")
+
+    def __init__(self, file: str, errors: list[str], parent: Ctx | None = None, key=None):
+        self.file, self.errors, self.parent, self.key = file, errors, parent, key
+
+    def at(self, key) -> Ctx:
+        """A mapping key (str) or a list index (int) below this place."""
+        return Ctx(self.file, self.errors, self, key)
+
+    @property
+    def path(self) -> str:
+        if self.parent is None:
+            return ""
+        head = self.parent.path
+        if isinstance(self.key, int):
+            return f"{head}[{self.key}]"
+        return f"{head}.{self.key}" if head else str(self.key)
+
+    def report(self, message: str) -> _Bad:
+        path = self.path
+        self.errors.append(f"{self.file}: {path}: {message}" if path else
+                           f"{self.file}: {message}")
+        return BAD
+
+    def error(self, rule: str, value) -> _Bad:
+        return self.report(f"must be {rule}, got {value!r}")
+
+
+# ---- generic checkers -------------------------------------------------------------
+
+def checker(rule: str, ok, convert=lambda v: v):
+    """A checker that accepts values for which ok(value) holds."""
+    def check(ctx, value):
+        return convert(value) if ok(value) else ctx.error(rule, value)
+    return check
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def integer(lo: int, hi: int | None = None):
+    rule = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    return checker(rule, lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi))
+
+
+def one_of(*choices: str):
+    return checker("one of " + ", ".join(choices),
+                   lambda v: isinstance(v, str) and v in choices)
+
+
+def _is_prime(n: int) -> bool:
+    return n > 1 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+boolean = checker("true or false", lambda v: isinstance(v, bool))
+string = checker("a string", lambda v: isinstance(v, str))
+seconds = checker("a number of seconds > 0",
+                  lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v) and v > 0, float)
+name = checker(NAME_RULE, lambda v: isinstance(v, str) and NAME_RE.fullmatch(v))
+label = checker("an MPLS label from 16 to 1048575 (0-15 are reserved)",
+                lambda v: _is_int(v) and 16 <= v <= 0xFFFFF)
+
+
+def power_of_two(lo: int, hi: int):
+    return checker(f"a power of two from {lo} to {hi}",
+                   lambda v: _is_int(v) and lo <= v <= hi and v & (v - 1) == 0)
+
+
+def ip_address(ctx, value):
+    try:
+        if isinstance(value, str):
+            return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    return ctx.error("an IPv4 or IPv6 address", value)
+
+
+def prefix(ctx, value):
+    if isinstance(value, str) and "/" in value:
+        try:
+            return ipaddress.ip_network(value)
+        except ValueError:
+            try:
+                ipaddress.ip_network(value, strict=False)
+                return ctx.error("a prefix with no host bits set", value)
+            except ValueError:
+                pass
+    return ctx.error("an IPv4 or IPv6 prefix", value)
+
+
+def unicast_mac(ctx, value):
+    if not (isinstance(value, str) and MAC_RE.fullmatch(value)):
+        return ctx.error('a MAC address "xx:xx:xx:xx:xx:xx"', value)
+    mac = bytes.fromhex(value.replace(":", ""))
+    if mac[0] & 1:
+        return ctx.error("a unicast MAC address (low bit of the first byte clear)", value)
+    if not any(mac):
+        return ctx.error("a non-zero MAC address", value)
+    return mac
+
+
+def lcores(ctx, value):
+    text = str(value) if _is_int(value) and value >= 0 else value
+    rule = 'a core list like "0-1" or "0,2" or an lcore map like "0@0,1@1,2@1"'
+    if not isinstance(text, str):
+        return ctx.error(rule, value)
+    try:
+        ids = parse_lcores(text)
+    except ValueError:
+        return ctx.error(rule, value)
+    if len(ids) - 1 > MAX_WORKERS:
+        return ctx.error(f"a main lcore and at most {MAX_WORKERS} workers", value)
+    return text
+
+
+def devargs(ctx, value):
+    if not isinstance(value, str) or not value:
+        return ctx.error("a PCI address or vdev devargs string", value)
+    dev, *args = value.split(",")
+    driver, allowed = None, None
+    if not PCI_RE.fullmatch(dev):
+        driver = dev.rstrip("0123456789")
+        if driver not in VDEV_ARGS:
+            return ctx.error("a PCI address like 0000:01:00.0 or a vdev of "
+                             + ", ".join(VDEV_ARGS), value)
+        allowed = VDEV_ARGS[driver]
+    bad = False
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if not key:
+            bad = ctx.error("comma-separated key=value arguments", value)
+        elif allowed is not None and key not in allowed:
+            bad = ctx.error(f"a {driver} argument ({', '.join(allowed)})", arg)
+    return BAD if bad else value
+
+
+def fields(ctx, value, spec: dict):
+    """Check a mapping against spec {key: (checker, default)}; returns {key: value}."""
+    if value is None:
+        value = {}                  # `section:` with nothing under it
+    if not isinstance(value, dict):
+        return ctx.error("a mapping", value)
+    for key in value:
+        if key not in spec:
+            ctx.report(f"unknown key {key!r}, allowed: {', '.join(spec)}")
+    out = {}
+    for key, (check, default) in spec.items():
+        if key in value:
+            out[key] = check(ctx.at(key), value[key])
+        elif default is REQUIRED:
+            out[key] = ctx.at(key).report("is required")
+        else:
+            out[key] = default() if callable(default) else default
+    return out
+
+
+def record(spec: dict, build=dict):
+    """A checker for a mapping with fixed keys, built into `build(**fields)`."""
+    def check(ctx, value):
+        out = fields(ctx, value, spec)
+        return out if out is BAD else build(**out)
+    return check
+
+
+def list_of(item, lo: int = 0, hi: int | None = None, what: str = "entries",
+            convert=list):
+    """A checker for a list whose items are checked by `item` (BAD items are kept)."""
+    def check(ctx, value):
+        if not isinstance(value, list):
+            return ctx.error("a list", value)
+        if len(value) < lo or (hi is not None and len(value) > hi):
+            rule = (f"a list of {lo} to {hi} {what}" if hi is not None
+                    else f"a list of at least {lo} {what}")
+            ctx.report(f"must be {rule}, got {len(value)} {what}")
+        return convert(item(ctx.at(i), v) for i, v in enumerate(value))
+    return check
+
+
+def named(item, most: int, what: str):
+    """A checker for a mapping name -> entry; `item(ctx, name, index, value)`."""
+    def check(ctx, value):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            return ctx.error(f"a mapping of name to {what[:-1]}", value)
+        if len(value) > most:
+            ctx.report(f"must be at most {most} {what}, got {len(value)} {what}")
+        out = []
+        for index, (key, entry) in enumerate(value.items()):
+            here = ctx.at(str(key))
+            name(here, key)
+            out.append(item(here, key, index, entry))
+        return out
+    return check
+
+
+def unique(ctx, items: list, rule: str, attr: str | None = None, key=lambda v: v):
+    """Report each item (or its `attr`) whose key repeats an earlier one."""
+    seen = set()
+    for i, item in enumerate(items):
+        if item is BAD:
+            continue
+        value = item if attr is None else (
+            item[attr] if isinstance(item, dict) else getattr(item, attr))
+        if value is BAD or value is None:
+            continue
+        k = key(value)
+        if k in seen:
+            here = ctx.at(i) if attr is None else ctx.at(i).at(attr)
+            here.error(rule, value if isinstance(value, (str, int)) else str(value))
+        seen.add(k)
+
+
+def _hint(names) -> str:
+    names = [str(n) for n in names]
+    if not names:
+        return "none defined"
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+labels = list_of(label, 0, MAX_NEXTHOP_LABELS, "labels")
+hash_fields = list_of(one_of(*HASH_FIELDS), 1, len(HASH_FIELDS), "fields", tuple)
+
+
+def hash_fields_unique(ctx, value):
+    out = hash_fields(ctx, value)
+    if out is not BAD:
+        unique(ctx, out, "unique")
+    return out
+
+
+EAL = record({
+    "lcores": (lcores, Eal.lcores), "memory_mb": (integer(64, 65536), Eal.memory_mb),
+    "no_huge": (boolean, Eal.no_huge), "mbufs": (integer(1024), Eal.mbufs),
+    "mbuf_size": (integer(256, 65535), Eal.mbuf_size), "mlock": (boolean, Eal.mlock),
+    "extra": (list_of(string), list)}, Eal)
+FLOW_TABLE = record({
+    "entries": (power_of_two(1024, 1 << 30), FlowTable.entries),
+    "idle_timeout": (seconds, FlowTable.idle_timeout),
+    "tcp_close_timeout": (seconds, FlowTable.tcp_close_timeout),
+    "on_full": (one_of("hash", "drop"), FlowTable.on_full)}, FlowTable)
+HASH = record({
+    "fields": (hash_fields_unique, DEFAULT_HASH_FIELDS), "symmetric": (boolean, False),
+    "fragments": (one_of("follow", "l3"), "follow")}, HashSpec)
+TUNNEL = record({"type": (one_of("mpls-udp", "mpls-gre"), REQUIRED),
+                 "remote": (ip_address, REQUIRED)}, Tunnel)
+FAT_FLOW = record({
+    "proto": (one_of("tcp", "udp", "icmp", "sctp"), REQUIRED),
+    "port": (integer(0, 65535), 0), "ignore": (one_of("none", "src", "dst"), "none"),
+    "src_prefix_len": (integer(0, 128), None), "dst_prefix_len": (integer(0, 128), None)})
+BUCKETS = checker("a power of two or a prime from 64 to 65536",
+                  lambda v: _is_int(v) and 64 <= v <= 65536
+                  and (v & (v - 1) == 0 or _is_prime(v)))
+
+
+def fat_flows(ctx, value):
+    """The rules of one port, compiled to FatFlowRule (protocol by number)."""
+    rules = list_of(FAT_FLOW, 0, MAX_FAT_RULES, "rules")(ctx, value)
+    if rules is BAD:
+        return BAD
+    seen = set()
+    for i, rule in enumerate(rules):
+        if rule is BAD or BAD in (rule["proto"], rule["port"]):
+            continue
+        if rule["proto"] == "icmp" and rule["port"] != 0:
+            ctx.at(i).at("port").error("0 for icmp (ICMP has no ports)", rule["port"])
+        if (rule["proto"], rule["port"]) in seen:
+            ctx.at(i).error("unique per proto and port", value[i])
+        seen.add((rule["proto"], rule["port"]))
+    if any(r is BAD or BAD in r.values() for r in rules):
+        return BAD
+    return [FatFlowRule(FAT_FLOW_PROTOS[r["proto"]], r["port"], r["ignore"],
+                        r["src_prefix_len"], r["dst_prefix_len"]) for r in rules]
+
+
+# ---- the document ------------------------------------------------------------------
