@@ -13,7 +13,7 @@ from typing import Optional
 
 from . import ecmp, hashing
 from .config.model import Config
-from .reference.forwarder import Lpm
+from .lpm import Lpm
 
 PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
 

@@ -336,7 +336,7 @@ def test_packet_path_hash_matches_reference_on_frames(family):
     two-word fast path rather than hash_key); the reference parses the same frame and
     hashes it by the contract. Every field mask, random ingress ports and seeds, VLAN
     tags, fragments, ICMP echo and non-echo, protocols without ports."""
-    from dataplane.reference.forwarder import packet_hash
+    from dataplane.reference.ecmp import packet_hash
     from dataplane.reference.parse import parse
     rng = random.Random(200 + family)
     for mask in ALL_MASKS:
@@ -381,7 +381,7 @@ def test_symmetric_hashes_both_directions_the_same():
 def test_symmetric_icmp_echo_request_and_reply_hash_the_same():
     from scapy.all import ICMP, IP, Ether
 
-    from dataplane.reference.forwarder import packet_hash
+    from dataplane.reference.ecmp import packet_hash
     from dataplane.reference.parse import parse
     mask = P.field_mask(FIVE_TUPLE, symmetric=True)
     req = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", ttl=9) / ICMP(type=8, id=0x1234)

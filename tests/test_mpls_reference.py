@@ -20,8 +20,16 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from dataplane import hashing
-from dataplane.reference import mpls as M
-from dataplane.reference.mpls import LfibEntry, Lse, MplsDrop
+from dataplane.reference.mpls_hash import (pw_flow_hash, pw_flow_key, transit_hash,
+                                           transit_key)
+from dataplane.reference.mpls_input import (ELI, ETH_MPLS, LfibEntry, Lse, MplsDrop,
+                                            l2_payload, overlay_decap, parse_stack, pop,
+                                            process, pw_decap, swap)
+from dataplane.reference.mpls_output import pw_encap
+from dataplane.reference.parse import ETH_IPV4, ETH_IPV6
+from dataplane.reference.push import (build_stack, el_pair_index, gre_encap, push_ip,
+                                      udp_encap)
+from dataplane.reference.rewrite import eth_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 TSHARK = shutil.which("tshark")
@@ -65,7 +73,7 @@ def scapy_stack(pkt):
 
 
 def mpls_frame(region: bytes) -> bytes:
-    return M.eth_frame(NH_MAC, PORT_MAC, M.ETH_MPLS, region)
+    return eth_frame(NH_MAC, PORT_MAC, ETH_MPLS, region)
 
 
 def tshark(tmp_path, frames, *fields):
@@ -111,25 +119,25 @@ def test_lse_matches_scapy_bit_for_bit():
 
 def test_parse_stack_bounds():
     body = region_of((100, 0, 0, 9), (200, 5, 1, 8), payload=ipv4())
-    stack, off = M.parse_stack(body)
+    stack, off = parse_stack(body)
     assert stack == [Lse(100, 0, 0, 9), Lse(200, 5, 1, 8)] and off == 8
-    assert drop(M.parse_stack, body[:6]) == "truncated"             # half an entry
-    assert drop(M.parse_stack, body[:4]) == "truncated"             # no bottom of stack
+    assert drop(parse_stack, body[:6]) == "truncated"             # half an entry
+    assert drop(parse_stack, body[:4]) == "truncated"             # no bottom of stack
     sixteen = region_of(*[(100 + i, 0, int(i == 15), 9) for i in range(16)])
-    assert len(M.parse_stack(sixteen)[0]) == 16
+    assert len(parse_stack(sixteen)[0]) == 16
     seventeen = region_of(*[(100 + i, 0, int(i == 16), 9) for i in range(17)])
-    assert drop(M.parse_stack, seventeen) == "unsupported"
-    assert drop(M.parse_stack, region_of((100, 0, 0, 9), (7, 0, 1, 0))) == "parse_error"
+    assert drop(parse_stack, seventeen) == "unsupported"
+    assert drop(parse_stack, region_of((100, 0, 0, 9), (7, 0, 1, 0))) == "parse_error"
     # the end of an overlay's IP payload bounds the stack, not the frame
-    assert drop(M.parse_stack, body, 0, 6) == "truncated"
+    assert drop(parse_stack, body, 0, 6) == "truncated"
 
 
 def test_l2_payload_vlan_tags():
     frame = bytes(Ether() / Dot1Q(vlan=5) / Dot1Q(vlan=6, type=0x8847)
                   / lse(100, 0, 1, 9) / IP())
-    assert M.l2_payload(frame) == (M.ETH_MPLS, 22)
+    assert l2_payload(frame) == (ETH_MPLS, 22)
     three = bytes(Ether() / Dot1Q() / Dot1Q() / Dot1Q(type=0x8847) / lse(100, 0, 1, 9))
-    assert drop(M.l2_payload, three) == "unsupported"
+    assert drop(l2_payload, three) == "unsupported"
 
 
 # ---- §6-§7 ingress push -----------------------------------------------------------------
@@ -137,7 +145,7 @@ def test_l2_payload_vlan_tags():
 def test_push_ip_uniform_with_entropy(tmp_path):
     ip = ipv4(ttl=64, tos=0xB8)                  # EF: precedence 5
     h = 0xCFD65EFB
-    out = M.push_ip(ip, [16001, 16002], [300], h=h, entropy=True, erld=8)
+    out = push_ip(ip, [16001, 16002], [300], h=h, entropy=True, erld=8)
     assert out.el_readable
     el = hashing.entropy_label(h)
     expected = [(16001, 5, 0, 63), (16002, 5, 0, 63), (7, 5, 0, 0), (el, 5, 0, 0),
@@ -156,7 +164,7 @@ def test_push_ip_uniform_with_entropy(tmp_path):
 
 def test_push_ip_pipe_and_ipv6():
     ip = ipv6(hlim=10, tc=0x60)                  # traffic class 0x60: precedence 3
-    out = M.push_ip(ip, [16001], h=5, ttl_model="pipe")
+    out = push_ip(ip, [16001], h=5, ttl_model="pipe")
     stack, inner = scapy_stack(MPLS(out.data))
     assert stack == [(16001, 3, 1, 255)]
     assert isinstance(inner, IPv6) and inner.hlim == 9             # the IP hop still counts
@@ -164,37 +172,37 @@ def test_push_ip_pipe_and_ipv6():
 
 
 def test_push_ip_ttl_expired_is_the_ip_paths():
-    assert drop(M.push_ip, ipv4(ttl=1), [16001], h=0) == "ttl_expired"
-    assert M.push_ip(ipv4(ttl=2), [16001], h=0).data[3] == 1        # label TTL 1 leaves
+    assert drop(push_ip, ipv4(ttl=1), [16001], h=0) == "ttl_expired"
+    assert push_ip(ipv4(ttl=2), [16001], h=0).data[3] == 1        # label TTL 1 leaves
 
 
 def test_push_depth_eight_and_more():
     labels = list(range(16001, 16009))
-    out = M.push_ip(ipv4(), labels, [300], h=99, entropy=True, erld=16)
+    out = push_ip(ipv4(), labels, [300], h=99, entropy=True, erld=16)
     stack, inner = scapy_stack(MPLS(out.data))
     assert [e[0] for e in stack] == labels + [7, hashing.entropy_label(99), 300]
     assert [e[2] for e in stack] == [0] * 10 + [1] and isinstance(inner, IP)
-    M.build_stack(list(range(16001, 16017)), tc=0, ttl=64)          # 16 entries: the limit
+    build_stack(list(range(16001, 16017)), tc=0, ttl=64)          # 16 entries: the limit
     with pytest.raises(ValueError):
-        M.build_stack(list(range(16001, 16016)), tc=0, ttl=64, entropy=True, el=16)
+        build_stack(list(range(16001, 16016)), tc=0, ttl=64, entropy=True, el=16)
 
 
 def test_eli_is_label_7_not_14(tmp_path):
     """VPP tests label 14 (the OAM alert label); RFC 6790's ELI is 7. Each assertion
     below fails if the ELI constant, the push, the transit hash or the egress used 14."""
-    assert M.ELI == 7
-    out = M.push_ip(ipv4(), [16001], h=1234, entropy=True)
+    assert ELI == 7
+    out = push_ip(ipv4(), [16001], h=1234, entropy=True)
     stack, _ = scapy_stack(MPLS(out.data))
     assert stack[1][0] == 7 and stack[1][3] == 0 and stack[2][0] == hashing.entropy_label(1234)
     with_7 = region_of((16001, 0, 0, 9), (7, 0, 0, 0), (5000, 0, 0, 0), (300, 0, 1, 9),
                        payload=ipv4())
     with_14 = with_7[:4] + Lse(14, 0, 0, 0).pack() + with_7[8:]
     args = dict(erld=8, payload_guess=True, mask=FIVE_TUPLE)
-    assert M.transit_key(with_7, **args).key == (5000).to_bytes(4, "big")
-    assert M.transit_key(with_14, **args).kind == "labels+ipv4"    # 14 is no indicator
+    assert transit_key(with_7, **args).key == (5000).to_bytes(4, "big")
+    assert transit_key(with_14, **args).kind == "labels+ipv4"    # 14 is no indicator
     lfib = {16001: LfibEntry("pop"), 300: LfibEntry("pop-lookup", vrf=1)}
-    assert M.process(with_7, lfib).kind == "ip"                     # pair popped
-    assert drop(M.process, with_14, lfib) == "unsupported"          # 14 reached at top
+    assert process(with_7, lfib).kind == "ip"                     # pair popped
+    assert drop(process, with_14, lfib) == "unsupported"          # 14 reached at top
     if TSHARK:
         path = tmp_path / "eli.pcap"
         wrpcap(str(path), [Raw(mpls_frame(out.data))], linktype=1)
@@ -213,7 +221,7 @@ def test_entropy_label_never_reserved():
     assert hashing.entropy_label(0) == 16 and hashing.entropy_label(span - 1) == 0xFFFFF
     assert hashing.entropy_label(span) == 16
     for h in edges:                              # and as pushed, decoded by scapy
-        stack, _ = scapy_stack(MPLS(M.push_ip(ipv4(), [16001], h=h, entropy=True).data))
+        stack, _ = scapy_stack(MPLS(push_ip(ipv4(), [16001], h=h, entropy=True).data))
         assert stack[2][0] >= 16
 
 
@@ -231,8 +239,8 @@ def test_entropy_label_never_reserved():
 ])
 def test_erld_placement(n, erld, k, readable):
     transport = list(range(16001, 16001 + n))
-    assert M.el_pair_index(n, erld) == (k, readable)
-    out = M.push_ip(ipv4(), transport, [300], h=42, entropy=True, erld=erld)
+    assert el_pair_index(n, erld) == (k, readable)
+    out = push_ip(ipv4(), transport, [300], h=42, entropy=True, erld=erld)
     assert out.el_readable is readable           # False: count el_not_readable, no drop
     stack, inner = scapy_stack(MPLS(out.data))
     labels = [e[0] for e in stack]
@@ -246,19 +254,19 @@ def test_erld_placement(n, erld, k, readable):
 def test_swap_one_for_two_keeps_tc_and_bottom():
     body = region_of((100, 3, 0, 10), (300, 1, 1, 63), payload=ipv4())
     for model in ("uniform", "pipe"):            # an LSR swap is the same in both
-        out = M.swap(body, [200, 201], model)
+        out = swap(body, [200, 201], model)
         stack, inner = scapy_stack(MPLS(out))
         assert stack == [(200, 3, 0, 9), (201, 3, 0, 9), (300, 1, 1, 63)]
         assert bytes(inner) == ipv4()
-    bottom = M.swap(region_of((100, 2, 1, 5), payload=ipv4()), [200])
+    bottom = swap(region_of((100, 2, 1, 5), payload=ipv4()), [200])
     assert scapy_stack(MPLS(bottom))[0] == [(200, 2, 1, 4)]
 
 
 def test_swap_ttl_expiry():
     for ttl in (0, 1):
         body = region_of((100, 0, 0, ttl), (300, 0, 1, 63), payload=ipv4())
-        assert drop(M.swap, body, [200]) == "mpls_ttl_expired"
-    assert M.swap(region_of((100, 0, 1, 2), payload=ipv4()), [200])[3] == 1
+        assert drop(swap, body, [200]) == "mpls_ttl_expired"
+    assert swap(region_of((100, 0, 1, 2), payload=ipv4()), [200])[3] == 1
 
 
 @pytest.mark.parametrize("model,label_ttl,ip_ttl,out_ttl", [
@@ -274,9 +282,9 @@ def test_php_pop_ttl(model, label_ttl, ip_ttl, out_ttl):
     for ip in (ipv4(ttl=ip_ttl), ipv6(hlim=ip_ttl)):
         body = region_of((100, 5, 1, label_ttl), payload=ip)
         if out_ttl is None:
-            assert drop(M.pop, body, model) == "mpls_ttl_expired"
+            assert drop(pop, body, model) == "mpls_ttl_expired"
             continue
-        res = M.pop(body, model)
+        res = pop(body, model)
         assert res.kind == "ip" and res.vrf is None and res.ttl == out_ttl
         if ip[0] >> 4 == 4:
             pkt = IP(res.data)
@@ -293,10 +301,10 @@ def test_php_pop_ttl(model, label_ttl, ip_ttl, out_ttl):
 def test_pop_exposing_a_label_continues_in_the_lfib():
     lfib = {100: LfibEntry("pop"), 200: LfibEntry("swap", (201,))}
     body = region_of((100, 0, 0, 30), (200, 4, 1, 63), payload=ipv4())
-    res = M.process(body, lfib)
+    res = process(body, lfib)
     assert res.kind == "mpls" and res.entry.labels == (201,)
     assert scapy_stack(MPLS(res.data))[0] == [(201, 4, 1, 29)]      # one decrement, lowest
-    res = M.process(body, lfib, "pipe")
+    res = process(body, lfib, "pipe")
     assert scapy_stack(MPLS(res.data))[0] == [(201, 4, 1, 62)]
 
 
@@ -317,54 +325,54 @@ def test_eli_el_popped_wherever_they_sit():
                       (el, 0, 0, 0), (300, 0, 1, 60)],
     }
     for name, entries in cases.items():
-        res = M.process(region_of(*entries, payload=ip), lfib)
+        res = process(region_of(*entries, payload=ip), lfib)
         assert (res.kind, res.vrf) == ("ip", 2), name
         assert IP(res.data).ttl == 19 and bytes(IP(res.data).payload) == bytes(IP(ip).payload)
     frame = bytes(Ether(dst="00:11:22:33:44:55") / IP() / UDP())
-    res = M.process(region_of((500, 0, 0, 9), (7, 0, 0, 0), (el, 0, 0, 0), (77777, 0, 1, 1),
-                              payload=frame), lfib)
+    res = process(region_of((500, 0, 0, 9), (7, 0, 0, 0), (el, 0, 0, 0), (77777, 0, 1, 1),
+                            payload=frame), lfib)
     assert (res.kind, res.data, res.fat) == ("pw", frame, 77777)
     # a pair with nothing below: the payload is routed in the ingress port's VRF
-    res = M.process(region_of((7, 0, 0, 0), (el, 0, 1, 0), payload=ip), lfib)
+    res = process(region_of((7, 0, 0, 0), (el, 0, 1, 0), payload=ip), lfib)
     assert (res.kind, res.vrf, IP(res.data).ttl) == ("ip", None, 63)
     # a transit swap leaves a pair deeper in the stack alone (it is the egress's)
     body = region_of((16001, 0, 0, 9), (7, 0, 0, 0), (el, 0, 0, 0), (300, 0, 1, 9))
-    out = M.process(body, {16001: LfibEntry("swap", (16002,))}).data
+    out = process(body, {16001: LfibEntry("swap", (16002,))}).data
     assert [e[0] for e in scapy_stack(MPLS(out))[0]] == [16002, 7, el, 300]
 
 
 def test_explicit_null_and_reserved_labels():
     lfib = {200: LfibEntry("swap", (201,))}
-    res = M.process(region_of((0, 0, 1, 9), payload=ipv4()), lfib)
+    res = process(region_of((0, 0, 1, 9), payload=ipv4()), lfib)
     assert res.kind == "ip" and IP(res.data).ttl == 8
-    res = M.process(region_of((2, 0, 1, 9), payload=ipv6()), lfib)
+    res = process(region_of((2, 0, 1, 9), payload=ipv6()), lfib)
     assert res.kind == "ip" and IPv6(res.data).hlim == 8
-    res = M.process(region_of((0, 0, 0, 9), (200, 0, 1, 63), payload=ipv4()), lfib)
+    res = process(region_of((0, 0, 0, 9), (200, 0, 1, 63), payload=ipv4()), lfib)
     assert res.kind == "mpls" and scapy_stack(MPLS(res.data))[0] == [(201, 0, 1, 8)]
     for label in (1, 3, 4, 13, 14, 15):
         body = region_of((label, 0, 1, 9), payload=ipv4())
-        assert drop(M.process, body, lfib) == "unsupported", label
+        assert drop(process, body, lfib) == "unsupported", label
 
 
 def test_lfib_misses_and_malformed_payloads():
     lfib = {300: LfibEntry("pop-lookup", vrf=1), 100: LfibEntry("pop")}
-    assert drop(M.process, region_of((123, 0, 1, 9), payload=ipv4()), lfib) == "no_lfib_entry"
+    assert drop(process, region_of((123, 0, 1, 9), payload=ipv4()), lfib) == "no_lfib_entry"
     # unsupported label checked before the TTL, the TTL before the LFIB lookup
-    assert drop(M.process, region_of((123, 0, 1, 1), payload=ipv4()), lfib) == \
+    assert drop(process, region_of((123, 0, 1, 1), payload=ipv4()), lfib) == \
         "mpls_ttl_expired"
-    assert drop(M.process, region_of((14, 0, 1, 1), payload=ipv4()), lfib) == "unsupported"
+    assert drop(process, region_of((14, 0, 1, 1), payload=ipv4()), lfib) == "unsupported"
     left = region_of((300, 0, 0, 9), (16001, 0, 1, 9), payload=ipv4())
-    assert drop(M.process, left, lfib) == "unsupported"            # labels below a VPN label
+    assert drop(process, left, lfib) == "unsupported"            # labels below a VPN label
     not_ip = region_of((100, 0, 1, 9), payload=b"\x50" + bytes(40))
-    assert drop(M.process, not_ip, lfib) == "parse_error"
-    assert drop(M.process, region_of((100, 0, 1, 9), payload=ipv4()[:19]), lfib) == "truncated"
-    assert drop(M.process, region_of((100, 0, 1, 9)), lfib) == "truncated"
+    assert drop(process, not_ip, lfib) == "parse_error"
+    assert drop(process, region_of((100, 0, 1, 9), payload=ipv4()[:19]), lfib) == "truncated"
+    assert drop(process, region_of((100, 0, 1, 9)), lfib) == "truncated"
 
 
 # ---- §8 transit hashing -------------------------------------------------------------------
 
 def key_of(region, erld=8, guess=True, mask=FIVE_TUPLE, port=0):
-    return M.transit_key(region, erld=erld, payload_guess=guess, mask=mask, ingress_port=port)
+    return transit_key(region, erld=erld, payload_guess=guess, mask=mask, ingress_port=port)
 
 
 def words(*labels) -> bytes:
@@ -410,7 +418,7 @@ def test_transit_key_el_and_erld():
 def test_transit_hash_is_crc_then_fmix():
     body = region_of((16001, 0, 0, 9), (300, 0, 1, 9), payload=ipv4())
     k = key_of(body).key
-    assert M.transit_hash(body, erld=8, payload_guess=True, mask=FIVE_TUPLE, seed=SEED) == \
+    assert transit_hash(body, erld=8, payload_guess=True, mask=FIVE_TUPLE, seed=SEED) == \
         hashing.fmix32(hashing.crc(k) ^ SEED)
 
 
@@ -441,25 +449,25 @@ def test_mac_starting_with_4_without_control_word(tmp_path):
     def hashes(frames, cw):
         out = []
         for f in frames:
-            region = M.pw_encap(f, [16001], 500, fat=False, control_word=cw, h=0).data
-            out.append(M.transit_hash(region, erld=8, payload_guess=True, mask=FIVE_TUPLE,
-                                      seed=SEED))
+            region = pw_encap(f, [16001], 500, fat=False, control_word=cw, h=0).data
+            out.append(transit_hash(region, erld=8, payload_guess=True, mask=FIVE_TUPLE,
+                                    seed=SEED))
         return out
 
     flows, one_flow = pw_frames(), pw_frames(same_flow=True)
-    region = M.pw_encap(flows[0], [16001], 500, fat=False, control_word=False, h=0).data
+    region = pw_encap(flows[0], [16001], 500, fat=False, control_word=False, h=0).data
     assert key_of(region).kind == "labels+ipv4"                     # misread as IPv4
     assert len(members_hit(hashes(flows, cw=False))) == 4           # spread over 4 members
     assert len(set(hashes(one_flow, cw=False))) > 1                 # one flow, sprayed
     assert len(set(hashes(flows, cw=True))) == 1                    # constant with the CW
-    assert key_of(M.pw_encap(flows[0], [16001], 500, fat=False, control_word=True,
-                             h=0).data).payload == "cw"
+    assert key_of(pw_encap(flows[0], [16001], 500, fat=False, control_word=True,
+                           h=0).data).payload == "cw"
     # a MAC starting with 0 is not misread, CW or not
     zero = pw_frames(dst_mac="00:1b:21:00:00:01")
     assert len(set(hashes(zero, cw=False))) == 1
     # scapy and tshark make the same guess without the control word, not with it
     assert isinstance(MPLS(region).getlayer(MPLS, 2).payload, IP)
-    cw_region = M.pw_encap(flows[0], [16001], 500, fat=False, control_word=True, h=0).data
+    cw_region = pw_encap(flows[0], [16001], 500, fat=False, control_word=True, h=0).data
     assert isinstance(MPLS(cw_region).getlayer(MPLS, 2).payload, EoMCW)
     rows = tshark(tmp_path, [mpls_frame(region), mpls_frame(cw_region)], "frame.protocols")
     if rows is not None:
@@ -474,10 +482,10 @@ def test_pw_encap_decap_round_trip(tmp_path, fat, cw):
     frame = bytes(Ether(dst="00:1b:21:00:00:01", src="00:1b:21:00:00:02") / Dot1Q(vlan=7)
                   / IP(src="192.168.1.10", dst="192.168.2.20") / UDP(sport=7, dport=9)
                   / Raw(b"z" * 20))
-    h = M.pw_flow_hash(frame, FIVE_TUPLE, SEED, ingress_port=4)
-    assert M.pw_flow_key(frame, FIVE_TUPLE, 4) == hashing.hash_key(
+    h = pw_flow_hash(frame, FIVE_TUPLE, SEED, ingress_port=4)
+    assert pw_flow_key(frame, FIVE_TUPLE, 4) == hashing.hash_key(
         4, bytes([192, 168, 1, 10]), bytes([192, 168, 2, 20]), 17, 7, 9, 4, 0, FIVE_TUPLE)
-    out = M.pw_encap(frame, [16001, 16002], 500, fat=fat, control_word=cw, h=h)
+    out = pw_encap(frame, [16001, 16002], 500, fat=fat, control_word=cw, h=h)
     expected = [(16001, 0, 0, 255), (16002, 0, 0, 255), (500, 0, int(not fat), 255)]
     if fat:
         expected.append((hashing.entropy_label(h), 0, 1, 1))
@@ -489,9 +497,9 @@ def test_pw_encap_decap_round_trip(tmp_path, fat, cw):
     assert bytes(rest) == frame                  # scapy decodes the inner frame as is
     lfib = {16001: LfibEntry("pop"), 16002: LfibEntry("pop"),
             500: LfibEntry("pop-xconnect", control_word=cw, name="pw1")}
-    res = M.process(out.data, lfib)
+    res = process(out.data, lfib)
     assert (res.kind, res.data, res.fat) == ("pw", frame, expected[-1][0] if fat else None)
-    assert M.pw_decap(out.data[8:], cw) == (500, res.fat, frame)
+    assert pw_decap(out.data[8:], cw) == (500, res.fat, frame)
     rows = tshark(tmp_path, [mpls_frame(out.data)], *MPLS_FIELDS, "eth.dst", "vlan.id")
     if rows is not None:
         assert tshark_stack(rows[0]) == expected
@@ -502,15 +510,15 @@ def test_pw_encap_decap_round_trip(tmp_path, fat, cw):
 def test_pw_with_entropy_and_non_ip_key():
     frame = bytes(Ether(dst="00:1b:21:00:00:01", src="00:1b:21:00:00:02", type=0x88CC)
                   / Raw(b"lldp" * 10))
-    assert M.pw_flow_key(frame, FIVE_TUPLE) == frame[:14] + b"\x00\x00"
-    h = M.pw_flow_hash(frame, FIVE_TUPLE, SEED)
-    out = M.pw_encap(frame, [16001], 500, fat=True, control_word=True, h=h, entropy=True)
+    assert pw_flow_key(frame, FIVE_TUPLE) == frame[:14] + b"\x00\x00"
+    h = pw_flow_hash(frame, FIVE_TUPLE, SEED)
+    out = pw_encap(frame, [16001], 500, fat=True, control_word=True, h=h, entropy=True)
     el = hashing.entropy_label(h)
     stack, _ = scapy_stack(MPLS(out.data))
     assert stack == [(16001, 0, 0, 255), (7, 0, 0, 0), (el, 0, 0, 0), (500, 0, 0, 255),
                      (el, 0, 1, 1)]
-    res = M.process(out.data, {16001: LfibEntry("pop"),
-                               500: LfibEntry("pop-xconnect", control_word=True)})
+    res = process(out.data, {16001: LfibEntry("pop"),
+                             500: LfibEntry("pop-xconnect", control_word=True)})
     assert (res.kind, res.data) == ("pw", frame)
 
 
@@ -518,11 +526,11 @@ def test_fat_label_spreads_inner_flows_and_keeps_each_flow_together():
     def hashes(frames):
         out = []
         for f in frames:
-            h = M.pw_flow_hash(f, FIVE_TUPLE, SEED)
-            region = M.pw_encap(f, [16001], 500, fat=True, control_word=True, h=h).data
+            h = pw_flow_hash(f, FIVE_TUPLE, SEED)
+            region = pw_encap(f, [16001], 500, fat=True, control_word=True, h=h).data
             assert key_of(region).payload == "cw"
-            out.append(M.transit_hash(region, erld=8, payload_guess=True, mask=FIVE_TUPLE,
-                                      seed=0x3EF69BFF))
+            out.append(transit_hash(region, erld=8, payload_guess=True, mask=FIVE_TUPLE,
+                                    seed=0x3EF69BFF))
         return out
     assert len(members_hit(hashes(pw_frames()))) == 4               # flows spread (RFC 6391)
     assert len(set(hashes(pw_frames(same_flow=True)))) == 1         # each flow stays whole
@@ -532,17 +540,17 @@ def test_pw_decap_errors():
     frame = bytes(Ether() / IP())
     lfib = {500: LfibEntry("pop-xconnect", control_word=True)}
     ok = region_of((500, 0, 1, 9), payload=bytes(4) + frame)
-    assert M.process(ok, lfib).data == frame
+    assert process(ok, lfib).data == frame
     ach = region_of((500, 0, 1, 9), payload=b"\x10\x00\x00\x07" + frame)
-    assert drop(M.process, ach, lfib) == "unsupported"              # PW ACH (OAM)
+    assert drop(process, ach, lfib) == "unsupported"              # PW ACH (OAM)
     bad = region_of((500, 0, 1, 9), payload=b"\x40\x00\x00\x00" + frame)
-    assert drop(M.process, bad, lfib) == "parse_error"
-    assert drop(M.process, region_of((500, 0, 1, 9), payload=b"\x00\x00"), lfib) == "truncated"
+    assert drop(process, bad, lfib) == "parse_error"
+    assert drop(process, region_of((500, 0, 1, 9), payload=b"\x00\x00"), lfib) == "truncated"
     short = region_of((500, 0, 1, 9), payload=bytes(4) + frame[:13])
-    assert drop(M.process, short, lfib) == "truncated"
+    assert drop(process, short, lfib) == "truncated"
     extra = region_of((500, 0, 0, 9), (600, 0, 0, 1), (700, 0, 1, 1), payload=bytes(4) + frame)
-    assert drop(M.process, extra, lfib) == "unsupported"            # only one FAT label
-    assert drop(M.process, region_of((500, 0, 1, 1), payload=bytes(4) + frame), lfib) == \
+    assert drop(process, extra, lfib) == "unsupported"            # only one FAT label
+    assert drop(process, region_of((500, 0, 1, 1), payload=bytes(4) + frame), lfib) == \
         "mpls_ttl_expired"
 
 
@@ -553,7 +561,7 @@ LOCAL6, REMOTE6 = "2001:db8:ffff::1", "2001:db8:ffff::9"
 
 
 def overlay_region(ttl=63):
-    out = M.push_ip(ipv4(ttl=ttl + 1, tos=0x60), [], [20], h=0)       # service label only
+    out = push_ip(ipv4(ttl=ttl + 1, tos=0x60), [], [20], h=0)       # service label only
     return out.data
 
 
@@ -564,8 +572,8 @@ def test_mpls_over_udp_round_trip(tmp_path, family):
     rng = random.Random(family)
     frames = []
     for h in [0, 16383, 16384, 0xFFFFFFFF] + [rng.getrandbits(32) for _ in range(200)]:
-        outer = M.udp_encap(region, local, remote, h=h)
-        frame = M.eth_frame(NH_MAC, PORT_MAC, M.ETH_IPV4 if family == 4 else M.ETH_IPV6, outer)
+        outer = udp_encap(region, local, remote, h=h)
+        frame = eth_frame(NH_MAC, PORT_MAC, ETH_IPV4 if family == 4 else ETH_IPV6, outer)
         pkt = Ether(frame)
         ip = pkt[IP] if family == 4 else pkt[IPv6]
         udp = pkt[UDP]
@@ -585,9 +593,9 @@ def test_mpls_over_udp_round_trip(tmp_path, family):
             assert IPv6(bytes(check))[UDP].chksum == udp.chksum != 0
         stack, inner = scapy_stack(pkt)
         assert stack == [(20, 3, 1, 63)] and bytes(inner) == region[4:]
-        assert M.overlay_decap(frame, remote) == region
+        assert overlay_decap(frame, remote) == region
         frames.append(frame)
-    res = M.process(M.overlay_decap(frames[0], remote), {20: LfibEntry("pop-lookup", vrf=3)})
+    res = process(overlay_decap(frames[0], remote), {20: LfibEntry("pop-lookup", vrf=3)})
     assert res.kind == "ip" and res.vrf == 3 and IP(res.data).ttl == 62
     rows = tshark(tmp_path, frames[:4], "udp.srcport", "udp.dstport", "udp.checksum",
                   *MPLS_FIELDS)
@@ -603,8 +611,8 @@ def test_mpls_over_udp_round_trip(tmp_path, family):
 def test_mpls_over_gre_round_trip(tmp_path, family):
     region = overlay_region()
     local, remote = (LOCAL4, REMOTE4) if family == 4 else (LOCAL6, REMOTE6)
-    outer = M.gre_encap(region, local, remote, h=0xABCDE)
-    frame = M.eth_frame(NH_MAC, PORT_MAC, M.ETH_IPV4 if family == 4 else M.ETH_IPV6, outer)
+    outer = gre_encap(region, local, remote, h=0xABCDE)
+    frame = eth_frame(NH_MAC, PORT_MAC, ETH_IPV4 if family == 4 else ETH_IPV6, outer)
     pkt = Ether(frame)
     gre = pkt[GRE]
     assert gre.proto == 0x8847 and (gre.chksum_present, gre.key_present, gre.seqnum_present,
@@ -616,7 +624,7 @@ def test_mpls_over_gre_round_trip(tmp_path, family):
         assert pkt[IPv6].nh == 47 and pkt[IPv6].fl == 0xABCDE
     stack, inner = scapy_stack(pkt)
     assert stack == [(20, 3, 1, 63)] and bytes(inner) == region[4:]
-    assert M.overlay_decap(frame, remote) == region
+    assert overlay_decap(frame, remote) == region
     rows = tshark(tmp_path, [frame], "gre.proto", *MPLS_FIELDS)
     if rows is not None:
         assert int(rows[0][0][0], 16) == 0x8847
@@ -625,27 +633,27 @@ def test_mpls_over_gre_round_trip(tmp_path, family):
 
 def test_overlay_decap_rules():
     region = overlay_region()
-    frame = M.eth_frame(NH_MAC, PORT_MAC, M.ETH_IPV4, M.udp_encap(region, LOCAL4, REMOTE4, h=1))
-    assert M.overlay_decap(frame, REMOTE4) == region                # for the remote node
-    assert M.overlay_decap(frame, "192.0.2.99") is None             # not ours: routed
+    frame = eth_frame(NH_MAC, PORT_MAC, ETH_IPV4, udp_encap(region, LOCAL4, REMOTE4, h=1))
+    assert overlay_decap(frame, REMOTE4) == region                # for the remote node
+    assert overlay_decap(frame, "192.0.2.99") is None             # not ours: routed
     padded = frame + bytes(20)                                      # Ethernet padding
-    assert M.overlay_decap(padded, REMOTE4) == region
+    assert overlay_decap(padded, REMOTE4) == region
     other_port = bytes(Ether() / IP(src=LOCAL4, dst=REMOTE4) / UDP(sport=1, dport=4789) / region)
-    assert drop(M.overlay_decap, other_port, REMOTE4) == "unsupported"
+    assert drop(overlay_decap, other_port, REMOTE4) == "unsupported"
     keyed = bytes(Ether() / IP(src=LOCAL4, dst=REMOTE4, ttl=1)
                   / GRE(proto=0x8847, key_present=1, key=77, chksum_present=1) / region)
-    assert M.overlay_decap(keyed, REMOTE4) == region                # C, K skipped; TTL 1 ok
+    assert overlay_decap(keyed, REMOTE4) == region                # C, K skipped; TTL 1 ok
     v1 = bytes(Ether() / IP(src=LOCAL4, dst=REMOTE4) / GRE(proto=0x8847, version=1) / region)
-    assert drop(M.overlay_decap, v1, REMOTE4) == "unsupported"
+    assert drop(overlay_decap, v1, REMOTE4) == "unsupported"
     ipip = bytes(Ether() / IP(src=LOCAL4, dst=REMOTE4) / GRE(proto=0x0800) / ipv4())
-    assert drop(M.overlay_decap, ipip, REMOTE4) == "unsupported"
+    assert drop(overlay_decap, ipip, REMOTE4) == "unsupported"
     frag = bytes(Ether() / IP(src=LOCAL4, dst=REMOTE4, flags="MF") / UDP(dport=6635) / region)
-    assert drop(M.overlay_decap, frag, REMOTE4) == "unsupported"
+    assert drop(overlay_decap, frag, REMOTE4) == "unsupported"
     martian = bytes(Ether() / IP(src="127.0.0.1", dst=REMOTE4) / UDP(dport=6635) / region)
-    assert drop(M.overlay_decap, martian, REMOTE4) == "martian"
+    assert drop(overlay_decap, martian, REMOTE4) == "martian"
     ext = bytes(Ether() / IPv6(src=LOCAL6, dst=REMOTE6) / IPv6ExtHdrHopByHop()
                 / UDP(sport=50000, dport=6635) / region)
-    assert M.overlay_decap(ext, REMOTE6) == region
+    assert overlay_decap(ext, REMOTE6) == region
 
 
 # ---- docs/mpls.md §12 vectors ------------------------------------------------------------
@@ -689,7 +697,7 @@ def test_doc_vectors():
     inputs = vector_inputs()
     assert set(rows) == set(inputs)
     for name, (region, erld, mask) in inputs.items():
-        k = M.transit_key(region, erld=erld, payload_guess=True, mask=mask)
+        k = transit_key(region, erld=erld, payload_guess=True, mask=mask)
         crc = hashing.crc(k.key)
         h = hashing.finalize(crc, SEED)
         row = rows[name]

@@ -1,11 +1,17 @@
 """Pure-Python reference model of the packet path (docs/packet-path.md) and the flow
 table (docs/flow-table.md).
 
-The oracle for the Cython core: same inputs, same output bytes, same counters.
+The oracle for the Cython core: same inputs, same output bytes, same counters. One module
+per stage, named after its pyx/ twin (parse, fatflow, flow, route, ecmp, rewrite,
+mpls_input, mpls_hash, push, mpls_output, pipeline).
 """
-from .flows import FatFlows, FlowKey, FlowTable, flow_key, key_hash
-from .forwarder import Lpm, ReferenceForwarder, checksum_update, rewrite, select_member
+from .fatflow import FatFlows, FlowKey, flow_key, key_hash
+from .flow import FlowTable
+from .ecmp import select_member
 from .parse import Parsed, parse
+from .pipeline import ReferenceForwarder
+from .rewrite import checksum_update, rewrite
+from .route import Lpm
 
 __all__ = ["FatFlows", "FlowKey", "FlowTable", "Lpm", "Parsed", "ReferenceForwarder",
            "checksum_update", "flow_key", "key_hash", "parse", "rewrite", "select_member"]

@@ -1,7 +1,6 @@
-"""Parse stage of the reference model: docs/packet-path.md §1-§3, on raw bytes.
-
-Pure Python (struct only) so that scapy can act as the independent oracle in tests.
-"""
+"""Reference of pyx/parse.pxd: Ethernet, VLAN tags, IP and L4 header fields and checks."""
+# docs/packet-path.md §1-§3, on raw bytes. Pure Python (struct only) so that scapy can act
+# as the independent oracle in tests.
 from __future__ import annotations
 
 import struct

@@ -1,188 +1,36 @@
-"""Route, flow and rewrite stages of the reference model: docs/packet-path.md §2.9-§5,
-docs/flow-table.md (the flow table itself is in flows.py), and where MPLS branches off
-and comes back (docs/mpls.md: label switching, push, pseudowires, overlays; the
-operations themselves are in mpls.py).
-
-The oracle the Cython core is diffed against, byte for byte and counter for counter.
-Clarity over speed: LPM is a dict per prefix length, probed longest first.
-"""
+"""Reference of pyx/pipeline.pxd: ReferenceForwarder, a burst through the stages."""
+# docs/packet-path.md, docs/flow-table.md §4, docs/mpls.md. The oracle the Cython core is
+# diffed against, byte for byte and counter for counter; clarity over speed. The stages
+# themselves are in the sibling modules named after their pyx/ twins; what stays here is
+# the wiring: forward() is the classify step (pyx/classify.pxd), labelled() and
+# pw_ingress() the MPLS dispatch of pyx/mpls_output.pxd's emit_mpls, resolve() and
+# flow_resolve() the route + ecmp (+ flow) decision, emit_ip() rewrite or push.
 from __future__ import annotations
 
 from typing import Optional
 
-from ..config.model import (DEFAULT_HASH_FIELDS, Config, Group, LfibRule, NextHop,
-                            Pseudowire, Route)
+from .. import hashing
+from ..config.model import DEFAULT_HASH_FIELDS, Config, LfibRule, NextHop, Pseudowire
 from ..drops import DROP_REASONS
-from .. import ecmp, hashing
-from .flows import FatFlows, FlowEntry, FlowKey, FlowTable, flow_key, key_hash
-from .mpls import (ETH_IPV4, ETH_IPV6, ETH_MPLS, MPLS_COUNTERS, PIPE_TTL, LfibEntry, MplsDrop,
-                   build_stack, eth_frame, gre_encap, ip_precedence, ip_packet_length, ip_ttl,
-                   l2_payload, overlay_decap, pw_encap, pw_flow_hash, transit_hash, udp_encap)
-from .mpls import process as mpls_process
-from .parse import Parsed, parse
-
-
-class Lpm:
-    """Longest-prefix match over one VRF and family: {prefix length: {network: route}}."""
-
-    def __init__(self, bits: int):
-        self.bits = bits
-        self.by_len: dict[int, dict[int, Route]] = {}
-
-    def add(self, route: Route) -> None:
-        # a later duplicate replaces an earlier one, as rte_lpm_add does
-        net = route.prefix
-        self.by_len.setdefault(net.prefixlen, {})[int(net.network_address)] = route
-
-    def lookup(self, addr: bytes) -> Optional[Route]:
-        a = int.from_bytes(addr, "big")
-        for plen in sorted(self.by_len, reverse=True):
-            hit = self.by_len[plen].get(a >> (self.bits - plen) << (self.bits - plen))
-            if hit is not None:
-                return hit
-        return None
-
-
-def packet_hash(p: Parsed, mask: int, seed: int) -> int:
-    """The flow hash of docs/hashing.md; an ICMP echo id stands in for both ports, so a
-    reply hashes like its request."""
-    return hashing.flow_hash(p.family, p.src, p.dst, p.proto, p.icmp_id or p.sport,
-                             p.icmp_id or p.dport, p.in_port, p.flow_label, mask, seed)
-
-
-REMOVED, ACTIVE, DRAIN = "removed", "active", "drain"     # member slot states
-
-
-class GroupState:
-    """A group's member slots, bucket table and per-member packet counts (SPEC §6).
-
-    Slots keep their index for the group's life: a member added live is a new slot, a
-    removed one stays as a REMOVED slot (flows pinned to it are re-hashed), weight 0
-    drains (DRAIN: keeps its pinned flows, owns no bucket)."""
-
-    def __init__(self, group: Group):
-        self.group = group
-        self.member_nh = [m.nexthop_index for m in group.members]
-        self.state = [ACTIVE if m.weight else DRAIN for m in group.members]
-        self.table = ecmp.build_or_none([m.weight for m in group.members], group.buckets)
-        self.mask = hashing.field_mask(group.hash.fields, group.hash.symmetric)
-        self.l3_mask = self.mask & (hashing.L3_FIELDS | hashing.SYMMETRIC)
-        self.follow = group.hash.fragments == "follow"
-        self.packets = [0] * len(group.members)
-
-    def bucket_member(self, h: int) -> int:
-        return int(self.table[hashing.bucket_of(h, len(self.table))])
-
-    def update(self, members: list[tuple[int, int, bool]]) -> None:
-        """Live change: members[i] = (next-hop index, weight, present) for slot i. The new
-        table moves the fewest buckets (ecmp.rebalance); the Cython core does the same."""
-        if len(members) < len(self.member_nh):
-            raise ValueError("a group's member slots cannot shrink: mark removed members "
-                             "present=False")
-        weights = [w if present else 0 for _, w, present in members]
-        if sum(weights) == 0:
-            self.table = None
-        elif self.table is None:
-            self.table = ecmp.build(weights, self.group.buckets)
-        else:
-            self.table = ecmp.rebalance(self.table, weights)
-        self.member_nh = [nh for nh, _, _ in members]
-        self.state = [REMOVED if not present else ACTIVE if w else DRAIN
-                      for _, w, present in members]
-        self.packets += [0] * (len(members) - len(self.packets))
-
-
-class FragmentTable:
-    """Later fragments follow their first fragment's member (SPEC §3, fragments: follow).
-
-    Bounded like the core's: SLOTS direct-mapped slots indexed by the CRC of the key
-    (family-sized (src, dst, proto) key with the IP / IPv6 fragment id in its last 4
-    bytes); a first fragment overwrites its slot. No expiry in the model (the core's
-    entries live 2 s, longer than any test)."""
-    SLOTS = 4096
-
-    def __init__(self):
-        self.slots: dict[int, tuple[int, bytes, int]] = {}   # slot → (group, key, member)
-        self.followed = self.fallback = 0
-
-    @staticmethod
-    def key(p: Parsed) -> bytes:
-        k = hashing.hash_key(p.family, p.src, p.dst, p.proto, 0, 0, 0, 0, hashing.L3_FIELDS)
-        return k[:-4] + p.frag_id.to_bytes(4, "big")
-
-    def put(self, group: int, p: Parsed, member: int) -> None:
-        k = self.key(p)
-        self.slots[hashing.crc(k) % self.SLOTS] = (group, k, member)
-
-    def get(self, group: int, p: Parsed):
-        k = self.key(p)
-        e = self.slots.get(hashing.crc(k) % self.SLOTS)
-        return e[2] if e is not None and e[:2] == (group, k) else None
-
-
-def group_hash(gs: GroupState, k: FlowKey, p: Parsed, seed: int, l3_only: bool) -> int:
-    return key_hash(k, p.in_port, p.flow_label, gs.l3_mask if l3_only else gs.mask, seed)
-
-
-def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable,
-                  key: Optional[FlowKey] = None, pinned: Optional[int] = None):
-    """The member slot for packet p in group gs (docs/hashing.md §5, §7), hashed from its
-    (fat-flow masked) flow key; `pinned`: the member a flow entry already decided, which a
-    first fragment records. None when every member is drained."""
-    if key is None:
-        key = flow_key(p, 0)
-    if pinned is not None:
-        if p.frag_first and gs.follow:
-            frags.put(gs.group.index, p, pinned)
-        return pinned
-    if gs.table is None:
-        return None
-    if not gs.follow:                       # fragments: l3 — every packet on src/dst/proto
-        return gs.bucket_member(group_hash(gs, key, p, seed, True))
-    if not p.is_fragment:
-        return gs.bucket_member(group_hash(gs, key, p, seed, False))
-    if p.frag_first:
-        m = gs.bucket_member(group_hash(gs, key, p, seed, False))
-        frags.put(gs.group.index, p, m)
-        return m
-    m = frags.get(gs.group.index, p)
-    if m is not None:
-        frags.followed += 1
-        return m
-    frags.fallback += 1
-    return gs.bucket_member(group_hash(gs, key, p, seed, True))
-
-
-def checksum_update(hc: int, old: int, new: int) -> int:
-    """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') in one's complement (end-around carry)."""
-    s = (~hc & 0xFFFF) + (~old & 0xFFFF) + new
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def rewrite(frame: bytes, p: Parsed, nh: NextHop, src_mac: bytes) -> bytes:
-    """Untagged Ethernet toward `nh`, TTL / hop limit decremented; nothing else changes."""
-    ip = bytearray(frame[p.l3:])                # IP packet plus any Ethernet padding
-    if p.family == 4:
-        old = ip[8] << 8 | ip[9]                # the 16-bit word TTL | protocol
-        ip[8] -= 1
-        hc = checksum_update(ip[10] << 8 | ip[11], old, ip[8] << 8 | ip[9])
-        ip[10:12] = hc.to_bytes(2, "big")
-        etype = b"\x08\x00"
-    else:
-        ip[7] -= 1
-        etype = b"\x86\xdd"
-    return nh.mac + src_mac + etype + bytes(ip)
+from .ecmp import REMOVED, FragmentTable, GroupState, group_hash, select_member
+from .fatflow import FatFlows, FlowKey, flow_key, key_hash
+from .flow import FlowEntry, FlowTable
+from .mpls_hash import pw_flow_hash, transit_hash
+from .mpls_input import (ETH_MPLS, MPLS_COUNTERS, LfibEntry, MplsDrop, ip_ttl, l2_payload,
+                         overlay_decap)
+from .mpls_input import process as mpls_process
+from .mpls_output import pw_encap
+from .parse import ETH_IPV4, ETH_IPV6, Parsed, parse
+from .push import (PIPE_TTL, build_stack, gre_encap, ip_packet_length, ip_precedence,
+                   udp_encap)
+from .rewrite import eth_frame, rewrite
+from .route import route_lookup, vrf_tables
 
 
 class ReferenceForwarder:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.lpm = [{4: Lpm(32), 6: Lpm(128)} for _ in cfg.vrfs]
-        for vrf in cfg.vrfs:
-            for route in vrf.routes:
-                self.lpm[vrf.index][route.prefix.version].add(route)
+        self.lpm = vrf_tables(cfg.vrfs)
         self.groups = [GroupState(g) for g in cfg.groups]
         self.frags = FragmentTable()
         self.fat = [FatFlows.of_port(port) for port in cfg.ports]
@@ -389,7 +237,7 @@ class ReferenceForwarder:
     def resolve(self, vrf_index: int, p: Parsed, key: FlowKey):
         """Stateless: route, then the group member by the hash (packet mode).
         (next hop, group state or None, None) or None (no route)."""
-        route = self.lpm[vrf_index][p.family].lookup(p.dst)
+        route = route_lookup(self.lpm, vrf_index, p)
         if route is None:
             return None
         if not route.via_group:
@@ -419,7 +267,7 @@ class ReferenceForwarder:
                 table.counters["flow_rehashed"] += 1
             select_member(gs, p, seed, self.frags, key, pinned=e.member)
             return self.member_nexthop(gs, e.member), gs, e.hash
-        route = self.lpm[vrf_index][p.family].lookup(p.dst)
+        route = route_lookup(self.lpm, vrf_index, p)
         if route is None:
             return None
         gs = m = None
