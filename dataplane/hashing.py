@@ -36,7 +36,7 @@ def fmix32(h: int) -> int:
     return h
 
 
-def hash_key(family: int, src: bytes, dst: bytes, proto: int, sport: int, dport: int,
+def hash_input(family: int, src: bytes, dst: bytes, proto: int, sport: int, dport: int,
              ingress: int, flow_label: int, mask: int) -> bytes:
     """The key bytes the CRC runs over."""
     alen = 4 if family == 4 else 16
@@ -83,7 +83,7 @@ class Explained:
 
 
 def explain(family, src, dst, proto, sport, dport, ingress, flow_label, mask, seed):
-    key = hash_key(family, src, dst, proto, sport, dport, ingress, flow_label, mask)
+    key = hash_input(family, src, dst, proto, sport, dport, ingress, flow_label, mask)
     c = crc(key)
     return Explained(key, c, finalize(c, seed))
 

@@ -1,7 +1,8 @@
-# MPLS stage: label stacks received (LFIB swap / pop / pop-lookup / pop-xconnect, ELI+EL
-# pairs, TTL models), pushed (over IP and frames, ELI/EL under ERLD, FAT, control word),
-# transit hashing, and the MPLS-over-UDP/GRE overlays. The contract is docs/mpls.md; the
-# reference model is dataplane/reference/mpls.py. Every read is bounds-checked.
+# MPLS input stage: label stacks received (LFIB swap / pop / pop-lookup / pop-xconnect,
+# ELI+EL pairs, TTL models) and MPLS-over-UDP/GRE decap at the node's tunnel address; the
+# LFIB and pseudowire types. Hashing of labelled packets is mpls_hash.pxd, pushing
+# push.pxd, the labelled output mpls_output.pxd. The contract is docs/mpls.md; the
+# reference model is dataplane/reference/mpls_input.py. Every read is bounds-checked.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.string cimport memcpy, memset, memcmp
 from includes.rte_hash cimport rte_hash, rte_hash_lookup

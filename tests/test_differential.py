@@ -353,7 +353,7 @@ def test_fragment_table_slot_collision(mbuf_leak_check):
     src, dst = tf.addr("100.64.0.1"), tf.addr("10.2.0.1")
 
     def slot(ident: int) -> int:
-        key = hashing.hash_key(4, src, dst, 17, 0, 0, 0, 0, hashing.L3_FIELDS)
+        key = hashing.hash_input(4, src, dst, 17, 0, 0, 0, 0, hashing.L3_FIELDS)
         return hashing.crc(key[:-4] + ident.to_bytes(4, "big")) & 4095
 
     other = next(i for i in range(2, 65536) if slot(i) == slot(1))

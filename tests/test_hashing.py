@@ -194,7 +194,7 @@ def test_key_lengths_and_field_bits():
 def test_ipv4_key_ignores_flow_label():
     """IPv4 has no flow label: the bit selects nothing and the key stays 16 bytes."""
     a, b = bytes([1, 2, 3, 4]), bytes([5, 6, 7, 8])
-    for impl in (C.key_bytes, P.hash_key):
+    for impl in (C.key_bytes, P.hash_input):
         assert impl(4, a, b, 6, 1, 2, 3, 0xABCDE, 0xFF) == impl(4, a, b, 6, 1, 2, 3, 0, 0xFF)
 
 
@@ -205,7 +205,7 @@ def test_key_layout_every_mask_both_implementations(family):
         for _ in range(8):
             t = random_tuple(rng, family)
             want = oracle_key(*t, mask)
-            assert P.hash_key(*t, mask) == want, (t, mask)
+            assert P.hash_input(*t, mask) == want, (t, mask)
             assert C.key_bytes(*t, mask) == want, (t, mask)
 
 
@@ -333,7 +333,7 @@ def random_frame(rng: random.Random, family: int):
 @pytest.mark.parametrize("family", [4, 6])
 def test_packet_path_hash_matches_reference_on_frames(family):
     """frame_hash runs the packet path's own parse + pkt_hash (for IPv4, the masked
-    two-word fast path rather than hash_key); the reference parses the same frame and
+    two-word fast path rather than hash_input); the reference parses the same frame and
     hashes it by the contract. Every field mask, random ingress ports and seeds, VLAN
     tags, fragments, ICMP echo and non-echo, protocols without ports."""
     from dataplane.reference.ecmp import packet_hash

@@ -1,4 +1,5 @@
-"""The MPLS contract (docs/mpls.md) in the reference model (dataplane/reference/mpls.py).
+"""The MPLS contract (docs/mpls.md) in the reference model (dataplane/reference/mpls_input.py,
+mpls_hash.py, push.py, mpls_output.py).
 
 scapy is the oracle (inputs built with it, outputs decoded by it; label, s and ttl always
 set explicitly: scapy's defaults rewrite a label before IP and use TTL 0). When tshark is
@@ -383,7 +384,7 @@ def test_transit_key_payload_guess():
     top = [(16001, 0, 0, 9), (300, 0, 1, 9)]
     v4 = key_of(region_of(*top, payload=ipv4(sport=5555, dport=80)), port=3)
     assert v4.kind == "labels+ipv4"
-    assert v4.key == words(16001, 300) + hashing.hash_key(
+    assert v4.key == words(16001, 300) + hashing.hash_input(
         4, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 6, 5555, 80, 3, 0, FIVE_TUPLE)
     fl = key_of(region_of(*top, payload=ipv6(fl=0x12345)), mask=0x3F)
     assert fl.kind == "labels+ipv6" and fl.key[-4:] == bytes.fromhex("00012345")
@@ -483,7 +484,7 @@ def test_pw_encap_decap_round_trip(tmp_path, fat, cw):
                   / IP(src="192.168.1.10", dst="192.168.2.20") / UDP(sport=7, dport=9)
                   / Raw(b"z" * 20))
     h = pw_flow_hash(frame, FIVE_TUPLE, SEED, ingress_port=4)
-    assert pw_flow_key(frame, FIVE_TUPLE, 4) == hashing.hash_key(
+    assert pw_flow_key(frame, FIVE_TUPLE, 4) == hashing.hash_input(
         4, bytes([192, 168, 1, 10]), bytes([192, 168, 2, 20]), 17, 7, 9, 4, 0, FIVE_TUPLE)
     out = pw_encap(frame, [16001, 16002], 500, fat=fat, control_word=cw, h=h)
     expected = [(16001, 0, 0, 255), (16002, 0, 0, 255), (500, 0, int(not fat), 255)]

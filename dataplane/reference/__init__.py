@@ -5,7 +5,7 @@ The oracle for the Cython core: same inputs, same output bytes, same counters. O
 per stage, named after its pyx/ twin (parse, fatflow, flow, route, ecmp, rewrite,
 mpls_input, mpls_hash, push, mpls_output, pipeline).
 """
-from .fatflow import FatFlows, FlowKey, flow_key, key_hash
+from .fatflow import FatFlows, FlowKey, flow_key, flow_key_hash
 from .flow import FlowTable
 from .ecmp import select_member
 from .parse import Parsed, parse
@@ -14,4 +14,4 @@ from .rewrite import checksum_update, rewrite
 from .route import Lpm
 
 __all__ = ["FatFlows", "FlowKey", "FlowTable", "Lpm", "Parsed", "ReferenceForwarder",
-           "checksum_update", "flow_key", "key_hash", "parse", "rewrite", "select_member"]
+           "checksum_update", "flow_key", "flow_key_hash", "parse", "rewrite", "select_member"]

@@ -7,7 +7,7 @@ from typing import Optional
 from .. import hashing
 from ..config.model import Group
 from ..ecmp import build, build_or_none, rebalance
-from .fatflow import FlowKey, flow_key, key_hash
+from .fatflow import FlowKey, flow_key, flow_key_hash
 from .parse import Parsed
 
 
@@ -76,7 +76,7 @@ class FragmentTable:
 
     @staticmethod
     def key(p: Parsed) -> bytes:
-        k = hashing.hash_key(p.family, p.src, p.dst, p.proto, 0, 0, 0, 0, hashing.L3_FIELDS)
+        k = hashing.hash_input(p.family, p.src, p.dst, p.proto, 0, 0, 0, 0, hashing.L3_FIELDS)
         return k[:-4] + p.frag_id.to_bytes(4, "big")
 
     def put(self, group: int, p: Parsed, member: int) -> None:
@@ -90,7 +90,7 @@ class FragmentTable:
 
 
 def group_hash(gs: GroupState, k: FlowKey, p: Parsed, seed: int, l3_only: bool) -> int:
-    return key_hash(k, p.in_port, p.flow_label, gs.l3_mask if l3_only else gs.mask, seed)
+    return flow_key_hash(k, p.in_port, p.flow_label, gs.l3_mask if l3_only else gs.mask, seed)
 
 
 def select_member(gs: GroupState, p: Parsed, seed: int, frags: FragmentTable,

@@ -48,7 +48,7 @@ def flow_key(p: Parsed, vrf: int) -> FlowKey:
     return FlowKey(vrf, p.family, p.src, p.dst, p.proto, sport, dport)
 
 
-def key_hash(k: FlowKey, in_port: int, flow_label: int, mask: int, seed: int) -> int:
+def flow_key_hash(k: FlowKey, in_port: int, flow_label: int, mask: int, seed: int) -> int:
     """docs/flow-table.md §3: the hash of docs/hashing.md from the key; ICMP: the key's
     source port (echo id, or 0) stands in for both hash ports."""
     sport, dport = (k.sport, k.sport) if k.icmp else (k.sport, k.dport)

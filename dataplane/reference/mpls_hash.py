@@ -81,7 +81,7 @@ def transit_key(region: bytes, *, erld: int, payload_guess: bool, mask: int,
     if fields is None:
         return TransitKey("labels", key, "short")
     family, src, dst, proto, sport, dport, flow_label = fields
-    ip_key = hashing.hash_key(family, src, dst, proto, sport, dport, ingress_port, flow_label,
+    ip_key = hashing.hash_input(family, src, dst, proto, sport, dport, ingress_port, flow_label,
                               mask)
     return TransitKey(f"labels+ipv{family}", key + ip_key, f"ipv{family}")
 
@@ -105,7 +105,7 @@ def pw_flow_key(frame: bytes, mask: int, ingress_port: int = 0) -> bytes:
     fields = guess_ip(frame, off) if want else None
     if fields is not None and fields[0] == want:
         family, src, dst, proto, sport, dport, flow_label = fields
-        return hashing.hash_key(family, src, dst, proto, sport, dport, ingress_port,
+        return hashing.hash_input(family, src, dst, proto, sport, dport, ingress_port,
                                 flow_label, mask)
     return frame[0:14] + bytes(2)
 

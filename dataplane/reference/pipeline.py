@@ -13,7 +13,7 @@ from .. import hashing
 from ..config.model import DEFAULT_HASH_FIELDS, Config, LfibRule, NextHop, Pseudowire
 from ..drops import DROP_REASONS
 from .ecmp import REMOVED, FragmentTable, GroupState, group_hash, select_member
-from .fatflow import FatFlows, FlowKey, flow_key, key_hash
+from .fatflow import FatFlows, FlowKey, flow_key, flow_key_hash
 from .flow import FlowEntry, FlowTable
 from .mpls_hash import pw_flow_hash, transit_hash
 from .mpls_input import (ETH_MPLS, MPLS_COUNTERS, LfibEntry, MplsDrop, ip_ttl, l2_payload,
@@ -129,7 +129,7 @@ class ReferenceForwarder:
         seed = self.cfg.node.seed
         if gs is not None:
             return group_hash(gs, key, p, seed, not gs.follow)
-        return key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
+        return flow_key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
 
     def emit_ip(self, frame: bytes, p: Parsed, nh: NextHop, h: Optional[int], popped: bool
                 ) -> tuple[int, bytes]:
@@ -285,7 +285,7 @@ class ReferenceForwarder:
                 return "flow_table_full"
         else:
             if gs is None:
-                h = key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
+                h = flow_key_hash(key, p.in_port, p.flow_label, self.entropy_mask, seed)
             else:
                 h = group_hash(gs, key, p, seed, not gs.follow)
             e = FlowEntry(p.in_port, route.via_index if gs is None else gs.member_nh[m],
