@@ -1,13 +1,15 @@
 # One entry point for a fresh Debian machine: installs what is missing, then builds.
 #   make demo   set up, then replay the bundled sample traffic
 #   make test   set up, then run the test suite
+#   make asan   build the extensions with AddressSanitizer (build/asan/src), then run
+#               tests/test_live.py against that build (live table changes under traffic)
 PY      ?= python3
 VENV    ?= .venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config gcc python3 python3-dev python3-venv tshark
 BIN     := $(VENV)/bin
 
-.PHONY: setup deps venv build demo test bench clean
+.PHONY: setup deps venv build demo test bench clean asan
 setup: deps venv build
 
 deps:
@@ -38,3 +40,19 @@ bench: setup
 
 clean:
 	rm -rf build $(VENV) dataplane/*.so pyx/*.c out *.egg-info
+
+# ASAN: a copy of the sources (the in-place build and pyx/*.c are left alone) built with
+# -fsanitize=address into $(ASAN_DIR)/src; test_live.py's ASAN test runs the live stress
+# child with LD_PRELOAD of libasan and PYTHONPATH=$(ASAN_DIR)/src (it checks the child
+# imported dataplane._core from there and that the copy matches the working tree)
+ASAN_DIR   ?= build/asan
+ASAN_FLAGS := -fsanitize=address -fno-omit-frame-pointer
+asan: deps venv
+	rm -rf $(ASAN_DIR)/src
+	mkdir -p $(ASAN_DIR)/src
+	tar -cf - --exclude='*.so' --exclude='*.c' --exclude=__pycache__ \
+	  setup.py pyproject.toml pyx dataplane tools | tar -xf - -C $(ASAN_DIR)/src
+	cd $(ASAN_DIR)/src && CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address" \
+	  $(abspath $(BIN))/python setup.py -q build_ext --inplace --force
+	DP_ASAN_BUILD=$(abspath $(ASAN_DIR))/src DP_ASAN_REQUIRED=1 \
+	  $(BIN)/python -m pytest -q -rs tests/test_live.py -k asan
