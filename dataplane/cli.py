@@ -156,8 +156,13 @@ def cmd_run(a, eal: list[str]) -> int:
     def report(s):
         err.print(f"rx {s['rx']:,}  tx {s['tx']:,}  drops {sum(s['drops'].values()):,}")
 
+    def ready(path):
+        if not a.quiet:
+            err.print(f"control socket: {path}", highlight=False)
+
     s = runtime.run(cfg, eal, duration=a.duration, on_stats=None if a.quiet else report,
-                    interval=a.stats_interval, loop=a.loop)
+                    interval=a.stats_interval, loop=a.loop, socket_path=a.socket,
+                    on_ready=ready)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(s, f, indent=2)
@@ -201,50 +206,108 @@ def cmd_explain(a) -> int:
     return 0 if e.reference_agrees else 4
 
 
-def cmd_nh(a) -> int:
-    """Next hops and groups with configured vs realised (bucket table) shares."""
+def nh_of_config(cfg) -> dict:
+    """The `nh` report of a configuration (what a forwarder started with it would
+    show before any traffic): the same shape as the control socket's `nh`."""
     from . import ecmp
-    cfg = load_config(a.config)
-    t = Table(title="next hops", title_justify="left")
-    for col in ("id", "name", "port", "dst mac"):
-        t.add_column(col)
-    for nh in cfg.nexthops:
-        t.add_row(str(nh.index), nh.name, nh.port, nh.mac.hex(":"))
-    out.print(t)
-    report = {}
+    nhs = [{"id": nh.index, "name": nh.name, "port": nh.port, "mac": nh.mac.hex(":"),
+            "labels": list(nh.labels)} for nh in cfg.nexthops]
+    groups = {}
     for g in cfg.groups:
         weights = [m.weight for m in g.members]
         table = ecmp.build_or_none(weights, g.buckets)
         realised = (ecmp.realised_shares(table, len(weights)) if table is not None
                     else [0.0] * len(weights))
         total = sum(weights)
-        t = Table(title=f"group {g.name}: {g.buckets} buckets, hash "
-                  f"{', '.join(g.hash.fields)}{' symmetric' if g.hash.symmetric else ''}, "
-                  f"fragments {g.hash.fragments}", title_justify="left")
-        for col in ("member", "next hop", "weight", "state", "configured", "realised",
-                    "buckets"):
+        groups[g.name] = {"n_buckets": g.buckets, "members": [
+            {"member": i, "nexthop": m.nexthop, "weight": m.weight,
+             "state": "active" if m.weight else "drain",
+             "configured": m.weight / total if total else 0.0, "realised": r,
+             "buckets": round(r * g.buckets), "packets": None}
+            for i, (m, r) in enumerate(zip(g.members, realised))]}
+    return {"nexthops": nhs, "groups": groups}
+
+
+def print_nh(report: dict) -> None:
+    t = Table(title="next hops", title_justify="left")
+    for col in ("id", "name", "port", "dst mac", "labels"):
+        t.add_column(col)
+    for nh in report["nexthops"]:
+        t.add_row(str(nh["id"]), nh["name"], nh["port"], nh["mac"],
+                  " ".join(map(str, nh["labels"])) or "-")
+    out.print(t)
+    for name, g in report["groups"].items():
+        live = any(m["packets"] is not None for m in g["members"])
+        t = Table(title=f"group {name}: {g['n_buckets']} buckets", title_justify="left")
+        cols = ["member", "next hop", "weight", "state", "configured", "realised", "buckets"]
+        for col in cols + (["packets"] if live else []):
             t.add_column(col, justify="left" if col in ("next hop", "state") else "right")
-        rows = []
-        for i, (m, r) in enumerate(zip(g.members, realised)):
-            want = m.weight / total if total else 0.0
-            rows.append({"member": i, "nexthop": m.nexthop, "weight": m.weight,
-                         "configured": want, "realised": r,
-                         "buckets": round(r * g.buckets)})
-            t.add_row(str(i), m.nexthop, str(m.weight), "active" if m.weight else "drain",
-                      f"{want:.4%}", f"{r:.4%}", str(round(r * g.buckets)))
-        report[g.name] = rows
+        for m in g["members"]:
+            t.add_row(str(m["member"]), m["nexthop"], str(m["weight"]), m["state"],
+                      f"{m['configured']:.4%}", f"{m['realised']:.4%}",
+                      str(m["buckets"]), *([f"{m['packets']:,}"] if live else []))
         out.print(t)
+
+
+def cmd_nh(a) -> int:
+    """Next hops and groups with configured vs realised (bucket table) shares: of a
+    configuration, or of a running forwarder (no CONFIG: its control socket)."""
+    if a.config:
+        report = nh_of_config(load_config(a.config))
+    else:
+        report = ask(a, {"cmd": "nh"})
+    print_nh(report)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=2)
+        if a.json == "-":
+            out.print_json(data=report)
+        else:
+            with open(a.json, "w") as f:
+                json.dump({g: [{k: v for k, v in m.items() if k != "packets"} for m in r["members"]]
+                           for g, r in report["groups"].items()}, f,
+                          indent=2)
     return 0
+
+
+def ask(a, req: dict):
+    """One request to the running forwarder's control socket (--socket, or the default
+    for --node)."""
+    import glob
+    import os
+    from .client import ControlError, request
+    from .server import default_socket
+    path = a.socket or (default_socket(a.node) if a.node else None)
+    if path is None:            # the one forwarder running here, if there is one
+        found = sorted(glob.glob(os.path.join(os.path.dirname(default_socket("x")),
+                                              "*.sock")))
+        if len(found) != 1:
+            err.print(f"error: {len(found)} control sockets in "
+                      f"{os.path.dirname(default_socket('x'))}: name one with --socket "
+                      "PATH or --node NAME", highlight=False)
+            raise SystemExit(2)
+        path = found[0]
+    try:
+        return request(path, req)
+    except ControlError as e:
+        err.print(f"error: {e}", highlight=False)
+        raise SystemExit(2)
 
 
 def cmd_flow(a) -> int:
     from . import flows as fl
     from .explain import PROTOS
+    if a.flush:
+        if a.source:
+            raise SystemExit("flow --flush acts on a running forwarder: no SOURCE")
+        ask(a, {"cmd": "flow", "flush": True})
+        out.print("flow table flushed")
+        return 0
     try:
-        all_flows = fl.ordered(fl.load(a.source))
+        if a.source:
+            all_flows = fl.ordered(fl.load(a.source))
+        else:
+            all_flows = fl.ordered(ask(a, {"cmd": "flow", "limit": 1 << 30})["flows"])
+            for f in all_flows:
+                f.pop("index", None)
     except (OSError, ValueError) as e:
         err.print(f"error: {a.source}: cannot read flows ({e})", highlight=False)
         return 2
@@ -283,6 +346,99 @@ def cmd_flow(a) -> int:
     return 0
 
 
+def socket_args(p) -> None:
+    p.add_argument("--socket", help="the forwarder's control socket")
+    p.add_argument("--node", help="node name for the default socket path (default: the "
+                                  "one forwarder running here)")
+    if "--json" not in p._option_string_actions:
+        p.add_argument("--json", action="store_true", help="machine output")
+
+
+def print_rows(title: str, rows: list[dict], cols: list[str]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(r.get(c, "")) for c in cols])
+    out.print(t)
+
+
+def cmd_vif(a) -> int:
+    ports = ask(a, {"cmd": "vif"})
+    if a.json:
+        out.print_json(data=ports)
+        return 0
+    print_rows("interfaces", [dict(p, rx=f"{p['rx']:,}", tx=f"{p['tx']:,}",
+                                   drops=sum(p["drops"].values())) for p in ports],
+               ["index", "name", "vrf", "mode", "mac", "rx", "tx", "drops", "devargs"])
+    return 0
+
+
+def cmd_dropstats(a) -> int:
+    d = ask(a, {"cmd": "dropstats"})
+    if a.json:
+        out.print_json(data=d)
+        return 0
+    print_rows("drops", [{"reason": k, "packets": f"{v:,}"} for k, v in d["total"].items()],
+               ["reason", "packets"])
+    return 0
+
+
+def cmd_rt(a) -> int:
+    r = ask(a, {"cmd": "rt", "vrf": a.vrf})
+    if a.json:
+        out.print_json(data=r)
+        return 0
+    for vrf, routes in r.items():
+        print_rows(f"vrf {vrf}", routes, ["prefix", "via", "group"])
+    return 0
+
+
+def cmd_mpls(a) -> int:
+    r = ask(a, {"cmd": "mpls"})
+    if a.json:
+        out.print_json(data=r)
+        return 0
+    print_rows("LFIB", r, ["label", "action", "labels", "via", "vrf", "pseudowire"])
+    return 0
+
+
+def cmd_group(a) -> int:
+    weight = a.value if a.action == "weight" else a.weight
+    r = ask(a, {"cmd": "group", "group": a.group, "action": a.action,
+                "nexthop": a.nexthop, "weight": weight})
+    out.print_json(data=r) if a.json else out.print(
+        f"version {r['version']}: {', '.join(r['applied']) or 'nothing changed'}")
+    return 0
+
+
+def cmd_route(a) -> int:
+    via = a.via[1:] if a.via[:1] == ["via"] else a.via
+    if a.action == "add" and len(via) != 1:
+        raise SystemExit("route add VRF PREFIX via NEXTHOP_OR_GROUP")
+    r = ask(a, {"cmd": "route", "action": a.action, "vrf": a.vrf, "prefix": a.prefix,
+                "via": via[0] if via else None})
+    out.print_json(data=r) if a.json else out.print(
+        f"version {r['version']}: {', '.join(r['applied']) or 'nothing changed'}")
+    return 0
+
+
+def cmd_reload(a) -> int:
+    try:
+        text = open(a.config, encoding="utf-8").read()
+    except OSError as e:
+        raise SystemExit(f"{a.config}: {e.strerror}")
+    r = ask(a, {"cmd": "reload", "text": text, "path": a.config})
+    out.print_json(data=r) if a.json else out.print(
+        f"version {r['version']}: {', '.join(r['applied']) or 'nothing changed'}")
+    return 0
+
+
+LIVE_COMMANDS = {"vif": cmd_vif, "dropstats": cmd_dropstats, "rt": cmd_rt,
+                 "mpls": cmd_mpls, "group": cmd_group, "route": cmd_route,
+                 "reload": cmd_reload}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
@@ -314,6 +470,34 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("-q", "--quiet", action="store_true")
     u.add_argument("--per-worker", action="store_true",
                    help="also a row per worker (--json always has them)")
+    u.add_argument("--socket", help="control socket path (default /run/dataplane/NODE.sock "
+                                    "as root, else $XDG_RUNTIME_DIR/dataplane/NODE.sock)")
+    for name, what in (("vif", "ports and their counters"), ("dropstats", "drops by reason"),
+                       ("mpls", "the LFIB")):
+        socket_args(sub.add_parser(name, help=f"{what} (running forwarder)"))
+    rt = sub.add_parser("rt", help="routes of a VRF (running forwarder)")
+    rt.add_argument("vrf", nargs="?")
+    socket_args(rt)
+    g = sub.add_parser("group", help="change a group's members live: add|remove|weight",
+                       usage="dataplane group GROUP add NEXTHOP [--weight W] | remove NEXTHOP "
+                             "| weight NEXTHOP W")
+    g.add_argument("group")
+    g.add_argument("action", choices=("add", "remove", "weight"))
+    g.add_argument("nexthop")
+    g.add_argument("value", nargs="?", type=int, help="weight (for `weight`)")
+    g.add_argument("--weight", type=int)
+    socket_args(g)
+    ro = sub.add_parser("route", help="add or delete a route live",
+                        usage="dataplane route add VRF PREFIX via NEXTHOP_OR_GROUP | "
+                              "route del VRF PREFIX")
+    ro.add_argument("action", choices=("add", "del"))
+    ro.add_argument("vrf")
+    ro.add_argument("prefix")
+    ro.add_argument("via", nargs="*", help="via NAME")
+    socket_args(ro)
+    rl = sub.add_parser("reload", help="apply a new configuration's differences live")
+    rl.add_argument("config")
+    socket_args(rl)
     x = sub.add_parser("explain", help="show how a flow is routed and load-shared")
     x.add_argument("config")
     x.add_argument("src")
@@ -328,10 +512,15 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--flow-label", type=int, default=0)
     x.add_argument("--json", action="store_true")
     n = sub.add_parser("nh", help="next hops and groups with realised shares")
-    n.add_argument("config")
-    n.add_argument("--json", help="write the group shares here")
-    f = sub.add_parser("flow", help="list / match / get the flows a replay left")
-    f.add_argument("source", help="a replay's --out-dir (or its flows.json)")
+    n.add_argument("config", nargs="?", help="a configuration (default: the running "
+                                             "forwarder's control socket)")
+    n.add_argument("--json", help="write the group shares here (- : print the report)")
+    socket_args(n)
+    f = sub.add_parser("flow", help="list / match / get / flush flows (a replay's or a "
+                                    "running forwarder's)")
+    f.add_argument("source", nargs="?", help="a replay's --out-dir (or its flows.json); "
+                                             "default: the running forwarder")
+    f.add_argument("--flush", action="store_true", help="delete every flow entry (running)")
     f.add_argument("--match", help="address or prefix on either side")
     f.add_argument("--port", type=int, help="either L4 port")
     f.add_argument("--proto", help="protocol name or number")
@@ -339,7 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--get", type=int, metavar="INDEX", help="one flow in full (JSON)")
     f.add_argument("--limit", type=int, default=50)
     f.add_argument("--json", action="store_true")
+    socket_args(f)
     a = ap.parse_args(argv)
+    if a.cmd in LIVE_COMMANDS:
+        return LIVE_COMMANDS[a.cmd](a)
     if a.cmd == "flow":
         return cmd_flow(a)
     if a.cmd == "nh":

@@ -37,7 +37,7 @@ class Control:
         if len(members) < len(self.tables.groups[index].member_nh):
             raise ValueError("update_group: member slots cannot be taken away; "
                              "mark a removed member present=False")
-        if any(not 0 <= nh < len(self.cfg.nexthops) for nh, _, _ in members):
+        if any(not 0 <= nh < self.core.nexthop_count for nh, _, _ in members):
             raise ValueError("update_group: no such next hop")
         g = compiler.group_table(self.cfg, index, members,
                                  self.tables.group_buckets.get(index))
@@ -49,6 +49,12 @@ class Control:
     def group_table(self, index: int):
         t = self.tables.group_buckets.get(index)
         return None if t is None else t.copy()
+
+    def add_nexthops(self, nexthops: list) -> int:
+        """Append compiled next hops (compile.NextHopTable), published as one version."""
+        self.core.add_nexthops(nexthops)
+        self.tables.nexthops += nexthops
+        return self.core.version
 
     # ---------------------------------------------------------------- routes
 

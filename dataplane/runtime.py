@@ -100,6 +100,7 @@ class Forwarder:
                                      "driver's reason is in the EAL log above)",
                                      e.errno, e.strerror) from None
         self.started = self.stopped = None
+        self.live = None               # dataplane.live.Live once a control socket serves
 
     def start(self) -> None:
         self.core.launch(self.lcores)
@@ -140,7 +141,8 @@ class Forwarder:
         secs = ((self.stopped or time.monotonic()) - self.started) if self.started else 0.0
         rx = sum(v["rx"] for v in ports.values())
         groups = spread.group_stats(self.cfg, [self.core.group_counters(g.index)
-                                               for g in self.cfg.groups])
+                                               for g in self.cfg.groups],
+                                    self.live.members() if self.live else None)
         workers = []
         for w, (rows, fl) in enumerate(zip(self.core.counters(per_worker=True),
                                            self.core.flow_counters(per_worker=True))):
@@ -380,12 +382,24 @@ def flow_identity(f: dict) -> tuple:
 
 def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None,
         on_stats: Optional[Callable[[dict], None]] = None, interval: float = 1.0,
-        loop: Optional[str] = None) -> dict:
+        loop: Optional[str] = None, socket_path: Optional[str] = None,
+        on_ready: Optional[Callable[[str], None]] = None) -> dict:
     """Forward until SIGINT/SIGTERM (or `duration` seconds); final stats. loop: a pcap
-    that every port receives again and again, as loopback rings (Forwarder)."""
+    that every port receives again and again, as loopback rings (Forwarder). The control
+    socket (dataplane/server.py) listens at socket_path (default: server.default_socket);
+    on_ready(path) is called once it does."""
+    from .server import ControlServer, default_socket
     with stop_on_signals() as sig:
         fw = Forwarder(cfg, extra_eal, loop)
+        server = ControlServer(fw, socket_path or default_socket(cfg.node.name))
+        try:
+            server.start()
+        except OSError as e:
+            fw.close()
+            raise InputError(f"control socket: {e.strerror or e}") from None
         fw.start()
+        if on_ready:
+            on_ready(server.path)
         samples = []               # (seconds since start, packets received, flows created)
         try:
             next_report = time.monotonic() + interval
@@ -401,8 +415,10 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
                     next_report = now + interval
                 time.sleep(0.01)
         finally:
+            server.stop()
             fw.stop()
             summary = fw.stats()
+            summary["control"] = server.cmd_server({})
             summary["samples"] = samples
             summary["loop_frames"] = fw.loop_frames
             fw.close()

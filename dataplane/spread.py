@@ -29,14 +29,16 @@ def imbalance(counts: list[int], weights: list[int]) -> float:
     return max((c / total) / (w / wsum) for c, w in zip(counts, weights) if w)
 
 
-def group_stats(cfg: Config, packets: list[list[int]]) -> dict:
-    """packets[g][m]: the core's per-member packet counters."""
+def group_stats(cfg: Config, packets: list[list[int]], members: dict | None = None) -> dict:
+    """packets[g][m]: the core's per-member packet counters. members: {group: [(next hop,
+    weight)]} per slot when live changes made them differ from cfg."""
     out = {}
     for g, counts in zip(cfg.groups, packets):
-        weights = [m.weight for m in g.members]
+        slots = (members or {}).get(g.name) or [(m.nexthop, m.weight) for m in g.members]
+        weights = [w for _, w in slots]
         out[g.name] = {
-            "members": [{"nexthop": m.nexthop, "weight": m.weight, "packets": c}
-                        for m, c in zip(g.members, counts)],
+            "members": [{"nexthop": nh, "weight": w, "packets": c}
+                        for (nh, w), c in zip(slots, counts)],
             "packets": sum(counts),
             "imbalance_packets": round(imbalance(counts, weights), 4),
         }

@@ -133,31 +133,44 @@ cdef class Tables:
     # ------------------------------------------------------------------ loading
 
     cdef _load_nexthops(self, list nexthops):
-        cdef nexthop_t *nh
-        cdef bytes b
         self.nnhs = len(nexthops)
         self.t.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
         if self.t.nhs == NULL:
             raise MemoryError()
         for i, n in enumerate(nexthops):
-            nh = &self.t.nhs[i]
-            b = n.eth
-            memcpy(nh.eth, <const char *>b, 12)
-            nh.port = n.port
-            nh.n_push = len(n.push)
-            for j, word in enumerate(n.push):
-                nh.push[j] = be32(word)
-                nh.ttl_on[j] = 0xffffffff if n.ttl_on[j] else 0
-            nh.el_at = n.el_at
-            nh.el_unreadable = n.el_unreadable
-            nh.tunnel = n.tunnel
-            nh.v6 = n.v6
-            nh.olen = n.olen
-            nh.osum = n.osum
-            b = n.outer
-            if len(b) > sizeof(nh.outer):
-                raise ValueError("outer header template too long")
-            memcpy(nh.outer, <const char *>b, len(b))
+            load_nexthop(&self.t.nhs[i], n)
+
+    def add_nexthops(self, list nexthops):
+        """Append next hops (compile.NextHopTable) with the next ids: a new next-hop
+        array is published; existing ids, and the flows that pin them, are unchanged."""
+        cdef nexthop_t *arr
+        cdef nexthop_t *old_arr
+        cdef tables_t *nt
+        cdef int n = self.nnhs + len(nexthops)
+        if not nexthops:
+            return
+        if n > NH_GROUP:
+            raise ValueError("too many next hops")
+        arr = <nexthop_t *>calloc(n, sizeof(nexthop_t))
+        if arr == NULL:
+            raise MemoryError()
+        memcpy(arr, self.t.nhs, self.nnhs * sizeof(nexthop_t))
+        try:
+            for i, nh in enumerate(nexthops):
+                load_nexthop(&arr[self.nnhs + i], nh)
+        except BaseException:
+            free(arr)
+            raise
+        old_arr = self.t.nhs
+        nt = self._next_version()
+        nt.nhs = arr
+        self._publish(nt)
+        self.nnhs = n
+        free(old_arr)
+
+    @property
+    def nexthop_count(self):
+        return self.nnhs
 
     cdef _load_mpls(self, spec):
         """The LFIB (an rte_hash on the 20-bit label), pseudowires and node settings."""
@@ -434,13 +447,21 @@ cdef class Tables:
                 flow_age(&self.w[w].flows, clock_now(self.w[w]), self.w[w].flows.slots)
 
     def flow_flush(self):
-        cdef flow_table_t *ft
-        cdef uint32_t i
+        """Delete every flow entry. While the workers run, each flushes its own table
+        (a flag it polls once per loop iteration): only a worker writes its table."""
+        cdef ctx_t *c
+        if not self.launched:
+            for w in range(self.nworkers):
+                flow_flush(&self.w[w].flows)
+            return
         for w in range(self.nworkers):
-            ft = &self.w[w].flows
-            for i in range(ft.slots):
-                if ft.entries[i].valid:
-                    flow_delete(ft, i)
+            if self.w[w].flows.capacity:
+                dp_flag_set(&self.w[w].flush_req, 1)
+        for w in range(self.nworkers):
+            c = self.w[w]
+            with nogil:
+                while dp_flag_get(&c.flush_req):
+                    usleep(50)
 
     def flows(self):
         """Every flow entry of every worker as a dict (workers stopped, or a racy
@@ -553,6 +574,27 @@ cdef class Tables:
             self.t = NULL
         free(self.shared.rcu)
         self.shared.rcu = NULL
+
+
+cdef load_nexthop(nexthop_t *nh, n):
+    """A compile.NextHopTable into *nh."""
+    cdef bytes b = n.eth
+    if len(n.push) > MAX_PUSH or len(n.outer) > sizeof(nh.outer) or len(b) != 12:
+        raise ValueError("bad next-hop table")
+    memcpy(nh.eth, <const char *>b, 12)
+    nh.port = n.port
+    nh.n_push = len(n.push)
+    for j, word in enumerate(n.push):
+        nh.push[j] = be32(word)
+        nh.ttl_on[j] = 0xffffffff if n.ttl_on[j] else 0
+    nh.el_at = n.el_at
+    nh.el_unreadable = n.el_unreadable
+    nh.tunnel = n.tunnel
+    nh.v6 = n.v6
+    nh.olen = n.olen
+    nh.osum = n.osum
+    b = n.outer
+    memcpy(nh.outer, <const char *>b, len(b))
 
 
 cdef load_port(port_t *pt, p):

@@ -43,6 +43,7 @@ ctypedef struct shared_t:
 
 ctypedef struct ctx_t:
     int stop
+    int flush_req              # the main lcore asks this worker to flush its flow table
     uint16_t worker            # worker index = its RX/TX queue on every port
     uint16_t nports
     shared_t *shared

@@ -140,6 +140,13 @@ cdef inline void flow_delete(flow_table_t *ft, int32_t pos) noexcept nogil:
         ft.closing -= 1
     ft.deleted += 1
 
+cdef inline void flow_flush(flow_table_t *ft) noexcept nogil:
+    """Delete every entry (the table's owner only)."""
+    cdef uint32_t i
+    for i in range(ft.slots):
+        if ft.entries[i].valid:
+            flow_delete(ft, i)
+
 cdef inline void reverse_key(const flow_key_t *k, flow_key_t *r) noexcept nogil:
     r[0] = k[0]
     memcpy(r.src, k.dst, 16)

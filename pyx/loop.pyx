@@ -61,7 +61,7 @@ from rewrite cimport nexthop_t
 from ecmp cimport group_t, frag_table_t
 from mpls_input cimport mpls_t, lfib_entry_t, pw_t, be32
 from fatflow cimport fat_rules_t
-from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete,
+from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete, flow_flush,
                    flow_age_paced, flow_sig, AGE_SLICE, EMC_SLOTS, KEY_SLOT)
 from ctx cimport ctx_t, port_t, tables_t, shared_t, tables_refresh, clock_now
 from pipeline cimport process_burst, region_cb, decap_cb, emit_mpls_cb, push_cb
@@ -108,6 +108,9 @@ cdef int worker(void *arg) noexcept nogil:
             last = now
         if c.flows.capacity:
             flow_age_paced(&c.flows, now)
+            if dp_flag_get(&c.flush_req):  # `flow --flush`: only the owner writes its table
+                flow_flush(&c.flows)
+                dp_flag_set(&c.flush_req, 0)
         c.loops += 1
         rte_rcu_qsbr_quiescent(rcu, q)     # no table pointer held past this point
     rte_rcu_qsbr_thread_offline(rcu, q)
