@@ -136,6 +136,7 @@ class Live:
                 raise ChangeError(e.errors) from None
             plan = self._plan(new)
             done = self._execute(plan)
+            self.cfg = new           # the running configuration (indexes: self.nh_index)
             self.doc = copy.deepcopy(doc)
             self.changes += 1
             return {"version": self.fw.core.version, "applied": done}

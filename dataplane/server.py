@@ -44,6 +44,7 @@ def peer_uid(conn: socket.socket) -> int:
 class Client:
     def __init__(self, conn):
         self.conn, self.buf, self.out = conn, b"", b""
+        self.discard = False        # inside an oversized request: drop to its newline
 
 
 class ControlServer:
@@ -152,17 +153,22 @@ class ControlServer:
         if not data:
             self._close(c)
             return
+        if c.discard:
+            if b"\n" not in data:
+                return
+            data = data.split(b"\n", 1)[1]
+            c.discard = False
         c.buf += data
         while b"\n" in c.buf:
             line, c.buf = c.buf.split(b"\n", 1)
             if line.strip():
                 self._reply(c, self.handle_line(line))
         if len(c.buf) > MAX_REQUEST:
+            # answered at once; the rest of it, up to its newline, is dropped unread
             self.errors += 1
+            c.buf, c.discard = b"", True
             self._reply(c, {"ok": False, "error": f"request longer than {MAX_REQUEST} "
-                                                   "bytes: connection closed"})
-            self._flush(c)
-            self._close(c)
+                                                   "bytes: ignored"})
 
     def _reply(self, c: Client, obj: dict) -> None:
         c.out += json.dumps(obj, default=str).encode() + b"\n"
