@@ -48,6 +48,7 @@ ctypedef struct ctx_t:
     uint16_t nports
     shared_t *shared
     const tables_t *cur        # the version vrfs/nhs/groups/mpls were taken from
+    uint64_t cur_version       # its number: a freed version's address may come back
     uint64_t *member_pkts      # [group id * MAX_MEMBERS + member slot]
     uint64_t drain_tsc         # flush TX buffers at least this often
     uint64_t loops
@@ -78,8 +79,9 @@ cdef inline void tables_refresh(ctx_t *c) noexcept nogil:
     valid until this worker's next quiescent report)."""
     cdef const tables_t *t = <const tables_t *>dp_ptr_get(<void **>&c.shared.current)
     cdef uint64_t el
-    if t != c.cur:
+    if t != c.cur or t.version != c.cur_version:
         c.cur = t
+        c.cur_version = t.version
         c.vrfs = t.vrfs
         c.nhs = t.nhs
         c.groups = t.groups

@@ -18,7 +18,9 @@ from .model import (DEFAULT_HASH_FIELDS, FAT_FLOW_PROTOS, HASH_FIELDS, Eal, FatF
 # most 12 labels in place of one.
 MAX_SWAP_LABELS = MAX_SWAP
 
-# vdev drivers we accept, with the devargs keys each takes (None: not checked here).
+# vdev devargs are checked against the drivers and keys of the installed DPDK's PMD
+# plugins (dataplane/drivers.py). Only when those cannot be read: this built-in list of
+# vdev drivers with the devargs keys each takes (None: keys not checked), from DPDK 22.11.
 VDEV_ARGS = {
     "net_pcap": ("rx_pcap", "tx_pcap", "rx_iface", "rx_iface_in", "tx_iface", "iface",
                  "phy_mac", "infinite_rx"),
@@ -175,24 +177,41 @@ def lcores(ctx, value):
     return text
 
 
+def _vdev(driver: str):
+    """(known, keys, vdevs, note) for vdev `driver`: is it a net vdev driver, its devargs
+    keys (None: not checked), all net vdev drivers, and "" or why the list is built in."""
+    from .. import drivers
+    try:
+        drv = drivers.find(driver)
+        if drv is not None and drv.is_vdev and drv.kind == "net":
+            return True, drv.keys, None, ""
+        return False, None, drivers.vdev_names(), ""
+    except drivers.Unavailable as e:
+        note = f" ({e.short}: checked against a built-in list)"
+    except Exception as e:          # an unreadable plugin must not stop validation
+        note = f" (DPDK PMD plugins not read, {e}: checked against a built-in list)"
+    return driver in VDEV_ARGS, VDEV_ARGS.get(driver), list(VDEV_ARGS), note
+
+
 def devargs(ctx, value):
     if not isinstance(value, str) or not value:
         return ctx.error("a PCI address or vdev devargs string", value)
     dev, *args = value.split(",")
-    driver, allowed = None, None
+    driver, allowed, note = None, None, ""
     if not PCI_RE.fullmatch(dev):
         driver = dev.rstrip("0123456789")
-        if driver not in VDEV_ARGS:
-            return ctx.error("a PCI address like 0000:01:00.0 or a vdev of "
-                             + ", ".join(VDEV_ARGS), value)
-        allowed = VDEV_ARGS[driver]
+        known, allowed, vdevs, note = _vdev(driver)
+        if not known:
+            return ctx.report("must be a PCI address like 0000:01:00.0 or a vdev of "
+                              f"{', '.join(vdevs)}, got {value!r}{note}")
     bad = False
     for arg in args:
         key = arg.split("=", 1)[0]
         if not key:
             bad = ctx.error("comma-separated key=value arguments", value)
         elif allowed is not None and key not in allowed:
-            bad = ctx.error(f"a {driver} argument ({', '.join(allowed)})", arg)
+            keys = ", ".join(allowed) or "it takes none"
+            bad = ctx.report(f"must be a {driver} argument ({keys}), got {arg!r}{note}")
     return BAD if bad else value
 
 
