@@ -439,6 +439,66 @@ LIVE_COMMANDS = {"vif": cmd_vif, "dropstats": cmd_dropstats, "rt": cmd_rt,
                  "reload": cmd_reload}
 
 
+def cmd_drivers(a) -> int:
+    """The DPDK PMDs installed here, read from their plugins (dataplane/drivers.py)."""
+    from . import drivers as dr
+
+    def print_wide(t: Table) -> None:
+        """Off a terminal print t at its own width, so every row stays on one line."""
+        if out.is_terminal:
+            return out.print(t)
+        from rich.measure import Measurement
+        need = Measurement.get(out, out.options.update_width(1000), t).maximum
+        Console(soft_wrap=True, width=max(need, out.width)).print(t)
+
+    try:
+        found, where = dr.discover(), f"{dr.pmd_dir()} (found by {dr.pmd_dir_source()})"
+    except dr.Unavailable as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return 2
+    if a.name is not None:
+        by_name = {d.name: d for d in found}     # NAME may be a device: net_pcap0
+        one = by_name.get(a.name) or by_name.get(a.name.rstrip("0123456789"))
+        if one is None:
+            err.print(f"error: no driver {a.name!r} among the {len(found)} drivers in "
+                      f"{where}", highlight=False, markup=False)
+            return 2
+        if a.json:
+            print(json.dumps(one.as_dict(), indent=2))
+            return 0
+        t = Table(title=escape(f"{one.name}: {one.kind} driver, bus {one.bus or '?'}, "
+                               f"{one.file}"), title_justify="left")
+        t.add_column("devargs key", no_wrap=True)
+        t.add_column("value", overflow="fold")
+        for key, hint in one.params:
+            t.add_row(escape(key), escape(hint))
+        print_wide(t)
+        if one.kmod:
+            out.print(f"kernel modules: {one.kmod}", highlight=False, markup=False)
+        if one.pci_ids:
+            out.print(f"{len(one.pci_ids)} PCI ids (vendor:device, subsystem if not any):",
+                      highlight=False)
+            ids = [dr.pci_id_text(p) for p in one.pci_ids]
+            for i in range(0, len(ids), 8):
+                out.print("  " + "  ".join(ids[i:i + 8]), highlight=False, markup=False)
+        return 0
+    if a.json:
+        print(json.dumps({"pmd_dir": str(dr.pmd_dir()), "found_by": dr.pmd_dir_source(),
+                          "drivers": [d.as_dict() for d in found]}, indent=2))
+        return 0
+    t = Table(title=escape(f"{len(found)} drivers in {where}"), title_justify="left")
+    for col in ("driver", "kind", "devargs keys", "devices", "file"):
+        t.add_column(col, justify="right" if col == "devices" else "left",
+                     overflow="fold" if col == "devargs keys" else "ellipsis",
+                     no_wrap=col != "devargs keys")
+    for d in found:
+        devices = (f"{len(d.pci_ids)} PCI" if d.bus == "pci" else d.bus or "?")
+        t.add_row(d.name, d.kind, escape(" ".join(d.keys)), devices,
+                  escape(d.file.rsplit("/", 1)[-1]))
+    print_wide(t)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
@@ -529,7 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--limit", type=int, default=50)
     f.add_argument("--json", action="store_true")
     socket_args(f)
+    dr = sub.add_parser("drivers", help="the DPDK PMDs installed here: devargs keys, "
+                                        "PCI ids (read from the PMD plugins)")
+    dr.add_argument("name", nargs="?", metavar="NAME", help="one driver in full")
+    dr.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    if a.cmd == "drivers":
+        return cmd_drivers(a)
     if a.cmd in LIVE_COMMANDS:
         return LIVE_COMMANDS[a.cmd](a)
     if a.cmd == "flow":
