@@ -73,7 +73,11 @@ class Forwarder:
         self.cfg, self._core_mod = cfg, _core
         self.lcores = self.worker_lcores()   # a bad lcore list fails before EAL starts
         data, frames = loop_pcap(loop, cfg.eal.mbuf_size) if loop else (None, 0)
-        _core.eal_init(eal_args(cfg, extra_eal, devices=not loop))
+        # lib.telemetry at error: hides its start-up WARNING "No legacy callbacks, legacy
+        # socket not created" (its errors still print). Last in argv: for a log type EAL
+        # registers during init the first matching --log-level wins, so the user's do.
+        _core.eal_init(eal_args(cfg, extra_eal, devices=not loop) +
+                       ["--log-level", "lib.telemetry:error"])
         if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
             err = _core.lock_memory()
             if err:
@@ -84,6 +88,8 @@ class Forwarder:
         self.pool_start = _core.pool_in_use()
         compiled = compile_config(cfg)
         self.core = _core.Core(compiled, workers=len(self.lcores))
+        _core.telemetry_attach(self.core, [p.name for p in cfg.ports],   # dpdk-telemetry.py
+                               [g.name for g in cfg.groups], counter_names(), cfg.node.name)
         self.control = Control(self.core, cfg, compiled)   # live changes (docs/workers.md)
         self.loop_frames = frames
         for p in cfg.ports:

@@ -73,6 +73,7 @@ include "memory.pxi"
 include "loopport.pxi"
 include "flowtable.pxi"
 include "core.pxi"
+include "telemetry.pxi"
 
 
 cdef int worker(void *arg) noexcept nogil:
