@@ -153,16 +153,42 @@ def cmd_run(a, eal: list[str]) -> int:
     from . import runtime
     cfg = load_config(a.config)
 
+    last = {"t": None, "rx": 0}
+    status = None
+
     def report(s):
-        err.print(f"rx {s['rx']:,}  tx {s['tx']:,}  drops {sum(s['drops'].values()):,}")
+        """Every --stats-interval: on a terminal one live line, else a JSON line (both on
+        stderr: stdout keeps the final summary)."""
+        nonlocal status
+        pps = ((s["rx"] - last["rx"]) / (s["seconds"] - last["t"])
+               if last["t"] is not None and s["seconds"] > last["t"] else s["pps"])
+        last.update(t=s["seconds"], rx=s["rx"])
+        line = {"t": round(s["seconds"], 3), "rx": s["rx"], "tx": s["tx"],
+                "dropped": sum(s["drops"].values()), "pps": round(pps),
+                "flows_active": s["flows"]["flows_active"]}
+        if err.is_terminal:
+            from rich.status import Status
+            text = (f"{line['t']:8.1f} s  rx {line['rx']:,}  tx {line['tx']:,}  dropped "
+                    f"{line['dropped']:,}  {pps / 1e6:.2f} Mpps  flows {line['flows_active']:,}")
+            if status is None:
+                status = Status(text, console=err)
+                status.start()
+            else:
+                status.update(text)
+        else:
+            print(json.dumps(line), file=sys.stderr, flush=True)
 
     def ready(path):
         if not a.quiet:
             err.print(f"control socket: {path}", highlight=False)
 
-    s = runtime.run(cfg, eal, duration=a.duration, on_stats=None if a.quiet else report,
-                    interval=a.stats_interval, loop=a.loop, socket_path=a.socket,
-                    on_ready=ready)
+    try:
+        s = runtime.run(cfg, eal, duration=a.duration, on_stats=None if a.quiet else report,
+                        interval=a.stats_interval, loop=a.loop, socket_path=a.socket,
+                        on_ready=ready)
+    finally:
+        if status is not None:
+            status.stop()
     if a.json:
         with open(a.json, "w") as f:
             json.dump(s, f, indent=2)
@@ -172,8 +198,15 @@ def cmd_run(a, eal: list[str]) -> int:
 
 
 def cmd_explain(a) -> int:
-    from .explain import PROTOS, explain
-    cfg = load_config(a.config)
+    from .explain import PROTOS, Explanation, explain
+    if a.live:            # no CONFIG: the positionals are SRC DST [PROTO [SPORT [DPORT]]]
+        if a.dport is not None:
+            raise SystemExit("explain --live SRC DST [PROTO [SPORT [DPORT]]]")
+        a.src, a.dst, a.proto, a.sport, a.dport = (
+            a.config, a.src, a.dst or "tcp", int(a.proto) if a.proto != "tcp" else 0,
+            None if a.sport == 0 and a.proto == "tcp" else a.sport)
+    elif a.src is None or a.dst is None:
+        raise SystemExit("explain CONFIG SRC DST [PROTO [SPORT [DPORT]]] (or --live)")
     proto = PROTOS.get(a.proto.lower()) if not a.proto.isdigit() else int(a.proto)
     if proto is None:
         raise SystemExit(f"unknown protocol {a.proto!r}: use a number or one of "
@@ -181,11 +214,17 @@ def cmd_explain(a) -> int:
     if a.dport is None:
         # ICMP / ICMPv6 echo: the id stands in for both ports (docs/hashing.md §2)
         a.dport = a.sport if proto in (PROTOS["icmp"], PROTOS["icmpv6"]) else 0
-    try:
-        e = explain(cfg, a.src, a.dst, proto, a.sport, a.dport, a.in_port, a.vrf,
-                    a.flow_label)
-    except (ValueError, StopIteration) as ex:
-        raise SystemExit(f"explain: {ex or 'no such port or VRF'}")
+    if a.live:            # the running forwarder's routes and weights
+        e = Explanation(**ask(a, {"cmd": "explain", "src": a.src, "dst": a.dst,
+                                  "proto": proto, "sport": a.sport, "dport": a.dport,
+                                  "in_port": a.in_port, "vrf": a.vrf,
+                                  "flow_label": a.flow_label}))
+    else:
+        try:
+            e = explain(load_config(a.config), a.src, a.dst, proto, a.sport, a.dport,
+                        a.in_port, a.vrf, a.flow_label)
+        except (ValueError, StopIteration) as ex:
+            raise SystemExit(f"explain: {ex or 'no such port or VRF'}")
     if a.json:
         out.print_json(data=e.__dict__)
         return 0
@@ -559,9 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     rl.add_argument("config")
     socket_args(rl)
     x = sub.add_parser("explain", help="show how a flow is routed and load-shared")
-    x.add_argument("config")
+    x.add_argument("config", help="a configuration (with --live: SRC)")
     x.add_argument("src")
-    x.add_argument("dst")
+    x.add_argument("dst", nargs="?")
     x.add_argument("proto", nargs="?", default="tcp", help="name or number (default tcp)")
     x.add_argument("sport", nargs="?", type=int, default=0,
                    help="source port (ICMP echo: the id)")
@@ -571,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--vrf", help="VRF (default: the ingress port's)")
     x.add_argument("--flow-label", type=int, default=0)
     x.add_argument("--json", action="store_true")
+    x.add_argument("--live", action="store_true",
+                   help="ask the running forwarder (its routes and weights now): "
+                        "explain --live SRC DST [PROTO [SPORT [DPORT]]]")
+    socket_args(x)
     n = sub.add_parser("nh", help="next hops and groups with realised shares")
     n.add_argument("config", nargs="?", help="a configuration (default: the running "
                                              "forwarder's control socket)")

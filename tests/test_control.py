@@ -238,6 +238,13 @@ def test_inspection_verbs_agree_with_the_final_stats(tmp_path, sockdir):
         assert json.loads(r.stdout) == rt
         r = fw.cli("flow", "--json", "--match", "100.64.1.0/24")
         assert r.returncode == 0 and len(json.loads(r.stdout)) == FLOWS - 200
+        # explain --live predicts the member the forwarder pinned, flow by flow
+        for i in (0, 7, 123):
+            src, dst = f"100.64.{i // 200}.{i % 200 + 1}", f"10.{i % 97}.{i % 5}.1"
+            r = fw.cli("explain", "--live", src, dst, "udp", 1024 + i, 53, "--json")
+            assert r.returncode == 0, r.stderr
+            e = json.loads(r.stdout)
+            assert e["group"] == "spines" and e["member"] == flows[(src, dst, 1024 + i)]["member"]
     finally:
         s = fw.stop()
     accounted(s)

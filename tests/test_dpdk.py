@@ -629,8 +629,8 @@ def test_signal_stops_cleanly_with_final_stats(tmp_path, sig):
     errf = tmp_path / "stderr.txt"
     proc = spawn("run", cfg_path, "--json", js, "--stats-interval", "0.25", stderr_file=errf)
     try:
-        # running once the first periodic stats line is out; then let it forward a bit
-        wait_for(lambda: "\nrx " in "\n" + errf.read_text() or proc.poll() is not None,
+        # running once the first periodic stats line (JSON, off a terminal) is out
+        wait_for(lambda: '"rx": ' in errf.read_text() or proc.poll() is not None,
                  30, "the first stats line")
         assert proc.poll() is None, (proc.communicate(), errf.read_text())
         time.sleep(0.5)
@@ -647,6 +647,10 @@ def test_signal_stops_cleanly_with_final_stats(tmp_path, sig):
     s = json.loads(js.read_text())
     check_cycle_counts(s, cycle)
     assert s["seconds"] > 0.5
+    lines = [json.loads(ln) for ln in err.splitlines() if ln.startswith('{"t": ')]
+    assert len(lines) >= 2 and all(ln["pps"] > 0 for ln in lines)
+    rxs = [ln["rx"] for ln in lines]
+    assert rxs == sorted(rxs) and rxs[-1] <= s["rx"]
 
 
 # ------------------------------------------------------------------------ 6. errors
