@@ -254,9 +254,9 @@ def test_inspection_verbs_agree_with_the_final_stats(tmp_path, sockdir):
 
 def test_live_group_changes_move_only_what_they_must(tmp_path, sockdir):
     """(a) adding a member moves no existing flow, new flows spread to it; (b) a drained
-    member keeps its flows and takes no new ones, and once it has none (here: after a
-    flush, as if they aged out) removing it moves nothing; (c) removing a member re-hashes
-    only its flows."""
+    member keeps its flows (they keep flowing) and takes no new ones, and once it has none
+    (here after a flush; aging: the next test) removing it moves nothing; (c) removing a
+    member re-hashes only its flows."""
     fw = Running(tmp_path, sockdir)
     try:
         wait_for(lambda: len(fw.flows()) == FLOWS, 30, "every flow in the table")
@@ -380,3 +380,33 @@ def test_refusals_name_the_reason(tmp_path, sockdir):
     finally:
         s = fw.stop()
     accounted(s)
+
+
+def test_drained_member_keeps_its_flows_until_they_age_out(tmp_path, sockdir):
+    """(b) with real aging: flows that stop sending (a pcap read once) stay pinned to the
+    drained member until the idle timeout removes them; then `remove` re-hashes nothing."""
+    frames = [Ether(src="02:aa:00:00:00:01", dst=port_mac(0)) /
+              IP(src=f"100.64.9.{i + 1}", dst=f"10.{i}.0.1") / UDP(sport=4000 + i, dport=53)
+              for i in range(120)]
+    pcap = write_pcap(tmp_path / "once.pcap", frames)
+    doc = config_doc(pcap)
+    doc["ports"][0]["devargs"] = f"net_pcap0,rx_pcap={pcap}"        # read once
+    doc["flow_table"] = {"entries": 65536, "idle_timeout": 1.5}
+    fw = Running(tmp_path, sockdir, doc)
+    try:
+        wait_for(lambda: len(fw.flows()) == 120, 30, "every flow in the table")
+        pinned = {k for k, f in fw.flows().items() if f["member"] == 1}
+        assert pinned
+        assert fw.cli("group", "spines", "weight", "s2", "0").returncode == 0
+        assert {k for k, f in fw.flows().items() if f["member"] == 1} == pinned
+        wait_for(lambda: fw.ask({"cmd": "stats"})["flows"]["flow_aged"] == 120, 30,
+                 "the idle flows to age out")
+        assert fw.flows() == {}
+        assert fw.cli("group", "spines", "remove", "s2").returncode == 0
+        stats = fw.ask({"cmd": "stats"})
+        assert stats["flows"]["flow_rehashed"] == 0
+        assert stats["groups"]["spines"]["members"][1]["packets"] == len(pinned)
+    finally:
+        s = fw.stop()
+    accounted(s)
+    assert s["rx"] == 120 and s["flows"]["flow_aged"] == 120
