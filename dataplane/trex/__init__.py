@@ -1,0 +1,1 @@
+"""TRex stateless profiles: loaded by TRex's own client library, rendered to packets."""
