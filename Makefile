@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config gcc python3 python3-dev python3-venv tshark
 BIN     := $(VENV)/bin
 
-.PHONY: setup deps venv build demo test bench clean asan asan-build
+.PHONY: setup deps venv build demo test bench clean asan asan-build hugepages hugepages-off
 setup: deps venv build
 
 deps:
@@ -38,7 +38,33 @@ test: setup asan-build
 	DP_ASAN_BUILD=$(abspath $(ASAN_DIR))/src DP_ASAN_REQUIRED=1 $(BIN)/python -m pytest -q
 
 bench: setup
+	-$(MAKE) --no-print-directory hugepages
 	$(BIN)/python bench/throughput.py
+
+# 2 MiB hugepages for the benchmarks (every side on the same memory): reserve HUGEPAGES
+# pages and mount hugetlbfs on HUGE_MNT; idempotent, needs root or sudo. hugepages-off
+# unmounts and gives the pages back. The tests and the main job never need them.
+HUGEPAGES ?= 512
+HUGE_MNT  ?= /dev/hugepages
+HUGE_NR   := /proc/sys/vm/nr_hugepages
+hugepages:
+	@have=$$(cat $(HUGE_NR)); \
+	if [ "$$have" -lt $(HUGEPAGES) ]; then \
+	  echo $(HUGEPAGES) | $(SUDO) tee $(HUGE_NR) >/dev/null; \
+	  echo "hugepages: reserved $$(cat $(HUGE_NR)) x 2 MiB (asked $(HUGEPAGES), had $$have)"; \
+	else echo "hugepages: $$have x 2 MiB already reserved (>= $(HUGEPAGES))"; fi; \
+	[ "$$(cat $(HUGE_NR))" -ge $(HUGEPAGES) ] || { echo "hugepages: the kernel gave only $$(cat $(HUGE_NR))" >&2; exit 1; }
+	@if mountpoint -q $(HUGE_MNT) && [ "$$(stat -f -c %T $(HUGE_MNT))" = hugetlbfs ]; then \
+	  echo "hugepages: hugetlbfs already mounted on $(HUGE_MNT)"; \
+	else $(SUDO) mkdir -p $(HUGE_MNT) && $(SUDO) mount -t hugetlbfs nodev $(HUGE_MNT) && \
+	  echo "hugepages: mounted hugetlbfs on $(HUGE_MNT)"; fi
+
+hugepages-off:
+	@if mountpoint -q $(HUGE_MNT) && [ "$$(stat -f -c %T $(HUGE_MNT))" = hugetlbfs ]; then \
+	  $(SUDO) rm -f $(HUGE_MNT)/*map_* 2>/dev/null; $(SUDO) umount $(HUGE_MNT) && \
+	  echo "hugepages: unmounted $(HUGE_MNT)"; else echo "hugepages: nothing mounted on $(HUGE_MNT)"; fi
+	@echo 0 | $(SUDO) tee $(HUGE_NR) >/dev/null; \
+	echo "hugepages: $$(cat $(HUGE_NR)) reserved now"
 
 clean:
 	rm -rf build $(VENV) dataplane/*.so pyx/*.c out *.egg-info
