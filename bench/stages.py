@@ -110,11 +110,13 @@ def stage_costs(cg: Path, c_file: Path, pipeline: Path) -> collections.Counter:
     ours = {"__pyx_f_9dataplane_5_core_worker"} | {fn for fn, _, _ in self_cost
                                                    if fn and "__pyx_f_" in fn}
     out = collections.Counter()
+    lines = collections.Counter()
     for (fn, file, line), cost in self_cost.items():
         if fn not in ours:
             continue                   # a callee's own lines: counted as its call below
         if file and file.endswith("loop.c"):
             src, n = smap.get(line, ("?", 0))
+            lines[(src, n)] += cost
             if src == "pipeline.pxd":
                 name = "pipeline"
                 for first, fname in phases:
@@ -129,6 +131,7 @@ def stage_costs(cg: Path, c_file: Path, pipeline: Path) -> collections.Counter:
         if fn in ours and cfn not in ours:
             obj = os.path.basename(cob or "")
             out[f"call:{cfn if not cfn.startswith('0x') else obj + ':' + cfn}"] += cost
+    out.lines = lines
     return out
 
 
@@ -193,6 +196,8 @@ def main() -> int:
                     help="run time under callgrind (about 50x slower than native)")
     ap.add_argument("--testpmd", action="store_true", help="also count testpmd macswap")
     ap.add_argument("--json", help="default: bench/results/stages-<scenario>.json")
+    ap.add_argument("--lines", type=int, default=0, metavar="N",
+                    help="also print the N costliest source lines of the packet path")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dpstages") as t:
         tmp = Path(t)
@@ -205,6 +210,14 @@ def main() -> int:
               f"{res['instructions_per_packet']} instructions/packet in the worker loop")
         for k, v in rows:
             print(f"  {v:8.1f}  {k}")
+        if a.lines:
+            src = {}
+            for (f, n), v in costs.lines.most_common(a.lines):
+                path = ROOT / "pyx" / f
+                if f not in src:
+                    src[f] = path.read_text().splitlines() if path.exists() else []
+                text = src[f][n - 1].strip() if 0 < n <= len(src[f]) else ""
+                print(f"  {v / packets:8.1f}  {f}:{n}  {text[:90]}")
         if a.testpmd:
             tc, tp = run_testpmd(a.scenario, a.seconds, tmp)
             trows = table(tc, tp)

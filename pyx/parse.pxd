@@ -185,12 +185,50 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
         return D_TTL_EXPIRED
     return 0
 
+cdef inline bint unicast4(uint8_t octet) noexcept nogil:
+    # a first octet that is neither martian (0, 127) nor multicast/reserved (>= 224)
+    return <uint8_t>(octet - 1) < 126 or <uint8_t>(octet - 128) < 96
+
+cdef inline bint parse_fast4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept nogil:
+    """The frame most traffic is: untagged IPv4 without options, not a fragment, UDP or
+    TCP, unicast addresses, TTL > 1. Fills p exactly as parse_ipv4 would and returns 1;
+    0 (p untouched) sends anything else down the general path. One test per condition
+    instead of the general path's walk: about half its instructions (docs/performance.md)."""
+    cdef uint32_t total = rd16(ip + 2)
+    cdef uint8_t proto = ip[9]
+    if ((rd16(ip + 6) & 0x3fff) or ip[8] <= 1 or total > avail or
+            not (unicast4(ip[12]) and unicast4(ip[16]))):
+        return 0
+    if proto == 17:
+        if total < 28:
+            return 0
+    elif proto == 6:
+        if total < 40:
+            return 0
+        p.tcp_flags = ip[33]
+    else:
+        return 0
+    p.l2_len = 14
+    p.family = 4
+    p.proto = proto
+    p.ttl = ip[8]
+    p.l3_len = 20
+    p.frag_id = rd16(ip + 4)
+    p.ip_len = <uint16_t>total
+    p.l4 = 1
+    p.sport = rd16(ip + 20)
+    p.dport = rd16(ip + 22)
+    return 1
+
 cdef inline int parse(pkt_t *p) noexcept nogil:
     """Fill p from p.data/p.len; 0 or the drop reason (a counter slot)."""
     cdef const uint8_t *d = p.data
     cdef uint32_t n = p.len, off = 14
     cdef uint16_t et
     cdef int tags = 0
+    if (n >= 42 and d[12] == 0x08 and d[13] == 0 and d[14] == 0x45 and not p.popped and
+            parse_fast4(p, d + 14, n - 14)):
+        return 0
     if n < 14:
         return D_TRUNCATED
     et = rd16(d + 12)

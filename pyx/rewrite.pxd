@@ -23,10 +23,9 @@ ctypedef struct nexthop_t:
     uint8_t outer[64]          # tunnel: Ethernet + outer IP + UDP/GRE template
 
 cdef inline void ttl_dec4(uint8_t *ip) noexcept nogil:
-    # m = (TTL, proto) 16-bit word; HC' = ~(~HC + ~m + m')
-    cdef uint32_t m = (<uint32_t>ip[8] << 8) | ip[9]
-    cdef uint32_t m2 = m - 0x100
-    cdef uint32_t s = ((~((<uint32_t>ip[10] << 8) | ip[11])) & 0xffff) + ((~m) & 0xffff) + m2
+    # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with m the (TTL, proto) word and
+    # m' = m - 0x100: ~m + m' is the constant 0xfeff for any TTL >= 1
+    cdef uint32_t s = ((~((<uint32_t>ip[10] << 8) | ip[11])) & 0xffff) + 0xfeff
     s = (s & 0xffff) + (s >> 16)
     s = (s & 0xffff) + (s >> 16)
     s = (~s) & 0xffff

@@ -124,7 +124,39 @@ def crafted() -> list[bytes]:
         out += tf.udp_flows(40, net, seed=len(out))
     for a, b in tf.both_directions(40, seed=3):
         out += [a, b]
-    return [bytes(f) for f in out]
+    return [bytes(f) for f in out] + fast_path_edges()
+
+
+def fast_path_edges() -> list[bytes]:
+    """Frames on each edge of parse_fast4's conditions (pyx/parse.pxd): first octets
+    around the martian and multicast ranges, total lengths around the UDP and TCP
+    minimums and the frame's end, DF and MF, TTL 1 and 2, IHL 5 and 6, other protocols.
+    Whatever side of an edge a frame is on, the core must agree with the model."""
+    head = bytes.fromhex(port_mac(0).replace(":", "")) + bytes.fromhex("020000000099")
+    out = []
+
+    def v4(src=100, dst=10, proto=17, l4=8, total=None, frag=0, ttl=64, ihl=5, pad=0):
+        body = bytes(range(1, l4 + 1))
+        t = ihl * 4 + l4 if total is None else total
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, t, 7, frag, ttl, proto, 0,
+                          bytes([src, 64, 0, 1]), bytes([dst, 2, 3, 4]))
+        return head + b"\x08\x00" + hdr + bytes(ihl * 4 - 20) + body + bytes(pad)
+
+    for octet in (1, 10, 126, 127, 128, 223, 224, 239, 240, 255, 0):
+        out += [v4(src=octet), v4(dst=octet)]
+    for proto, need in ((17, 8), (6, 20)):
+        for l4 in (need - 1, need, need + 1):
+            out += [v4(proto=proto, l4=l4), v4(proto=proto, l4=l4, pad=10)]
+        out += [v4(proto=proto, l4=need, total=20 + need + 1),         # longer than the frame
+                v4(proto=proto, l4=need, total=20 + need - 1)]
+    for frag in (0x4000, 0x2000, 0x0001, 0x6000, 0x8000):
+        out.append(v4(frag=frag))
+    for ttl in (0, 1, 2):
+        out += [v4(ttl=ttl), v4(ttl=ttl, proto=6, l4=20)]
+    out += [v4(ihl=6), v4(ihl=6, proto=6, l4=20), v4(proto=1), v4(proto=132, l4=12),
+            v4(proto=47)]
+    out.append(head + b"\x08\x00" + b"\x46" + v4()[15:])             # IHL 6 in a 5's frame
+    return out
 
 
 def fragmented(rng: random.Random) -> list[bytes]:
