@@ -66,11 +66,61 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-TARGETS = {"l3": 0.70, "ecmp": 0.65, "flows-64": 0.60, "flows-1k": 0.60,
+TARGETS = {"l3": 0.75, "ecmp": 0.65, "flows-64": 0.55, "flows-1k": 0.55,
            "flows-100k": 0.35, "flows-1m": 0.35, "setup": 0.0, "churn": 0.0,
-           "push-eli": 0.55, "mpls-udp": 0.55}
+           "push-eli": 0.55, "mpls-udp": 0.50}
 SETUP_TARGET = 5e6             # new flows per second per core
 EAL_MEM = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"]
+# the memory every side runs on (--memory): "hugepages" (2 MiB hugepages from hugetlbfs,
+# EAL --in-memory, so a killed side leaves no files) or "no-huge" (4 KiB pages; ours then
+# maps its mbuf pool and flow table on transparent huge pages, which testpmd cannot)
+MEMORY = "no-huge"
+HUGEPAGES_WANTED = 2048        # 4 GiB: flows-1m's testpmd takes 1.5 GiB, ours as much
+
+
+def hugepages_free() -> int:
+    """Free 2 MiB hugepages, 0 unless hugetlbfs is mounted somewhere."""
+    mounts = Path("/proc/mounts").read_text()
+    if " hugetlbfs " not in mounts:
+        return 0
+    m = re.search(r"HugePages_Free:\s+(\d+)", Path("/proc/meminfo").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def choose_memory(asked: str) -> tuple[str, str]:
+    """(mode, why): auto takes hugepages when they can be had (running `make hugepages`
+    first when short and root), else no-huge."""
+    if asked == "no-huge":
+        return "no-huge", "asked (--memory no-huge)"
+    if hugepages_free() < HUGEPAGES_WANTED // 2 and os.geteuid() == 0:
+        subprocess.run(["make", "-s", "--no-print-directory", "hugepages",
+                        f"HUGEPAGES={HUGEPAGES_WANTED}"], cwd=ROOT, check=False)
+    free = hugepages_free()
+    if free >= 256:
+        return "hugepages", f"{free} free 2 MiB hugepages"
+    why = (f"only {free} free 2 MiB hugepages (make hugepages, as root, reserves them)")
+    if asked == "hugepages":
+        raise SystemExit(f"--memory hugepages: {why}")
+    return "no-huge", why
+
+
+def eal_mem(mb: int = 512) -> list[str]:
+    """testpmd's EAL memory flags on MEMORY."""
+    if MEMORY == "hugepages":
+        return ["-m", str(mb), "--in-memory", "--no-pci"]
+    return ["--no-huge", "-m", str(mb), "--no-pci", "--no-shconf"]
+
+
+def memory_record() -> dict:
+    """What the JSON says of the memory every side ran on."""
+    if MEMORY == "hugepages":
+        return {"mode": "hugepages", "testpmd_eal": eal_mem(),
+                "ours_eal": "eal.no_huge false, eal.extra [--in-memory]",
+                "note": "every side on 2 MiB hugepages from hugetlbfs"}
+    return {"mode": "no-huge", "testpmd_eal": eal_mem(),
+            "ours_eal": "eal.memory_mb 512, eal.no_huge (default true)",
+            "note": "every side --no-huge; ours maps its mbuf pool (and flow table) on "
+                    "transparent huge pages, testpmd cannot: not the same memory"}
 SCALING_TARGET = 1.7           # ours on loop rings, 2 workers over 1 (main lcore sharing a CPU)
 LOOP_TTL = 255                 # a loop ring's frames: forwarded LOOP_TTL - 1 times each
 LOOP_RATE_GUESS = 60e6         # packets/s one worker might reach on a loop ring (over-estimate)
@@ -205,6 +255,11 @@ def scenario_config(name: str, pcap: str, loop: bool = False, lcores: str = "0-1
     doc["vrfs"] = {"default": {"routes": [{"prefix": p, "via": v} for p, v in routes]}}
     if mbuf_size:
         doc["eal"]["mbuf_size"] = mbuf_size
+    if MEMORY == "hugepages":          # the same memory as testpmd: EAL's, on hugepages
+        doc["eal"]["no_huge"] = False
+        doc["eal"]["extra"] = ["--in-memory"]
+        n = FLOW_SCENARIOS.get(name, 0)
+        doc["eal"]["memory_mb"] = 3072 if n > 2_000_000 else 1536 if n > 10000 else 512
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -217,7 +272,7 @@ def testpmd_cmd(pcap: str, mode: str, packets: int = 64, rx_pcaps: list[str] | N
                 lcores: str = "0-1", cores: int = 1) -> list[str]:
     """testpmd on the net_pcap source (pcap_vdev); with rx_pcaps, one RX (and TX) queue
     per file and `cores` forwarding lcores (--nb-cores), lcores as eal.lcores."""
-    cmd = ["dpdk-testpmd", *eal_lcore_flag(lcores), *EAL_MEM,
+    cmd = ["dpdk-testpmd", *eal_lcore_flag(lcores), *eal_mem(),
            "--file-prefix", f"tpmd{os.getpid()}",
            "--vdev", pcap_vdev(rx_pcaps or [pcap]), "--",
            f"--forward-mode={mode}", "--stats-period", "1",
@@ -535,10 +590,7 @@ def summarize_workers(a, scenario, runs, rejected, setup, loop_ok, loop_seconds)
         "workers": ns, "rounds": a.rounds, "seconds": a.seconds, "loop_seconds": loop_seconds,
         "stats_interval": a.stats_interval, "frame_bytes": 64,
         "testpmd_mode": "macswap",
-        "memory": {"mode": "no-huge", "testpmd_eal": EAL_MEM,
-                   "ours_eal": "eal.memory_mb 512, eal.no_huge (default true)",
-                   "note": "every side --no-huge; ours maps its mbuf pool (and flow table) "
-                           "on transparent huge pages, testpmd cannot"},
+        "memory": memory_record(),
         "net_pcap": "one rx_pcap per queue (RSS split of the pcap), infinite_rx=1, no tx "
                     "file: net_pcap adds one tx_drop queue per rx queue",
         "setup": {str(n): v for n, v in setup.items()},
@@ -569,7 +621,7 @@ def print_workers_table(scenario: str, res: dict, sides: list[str]) -> None:
     scale_ns = [n for n in ns if n != 1] if sc else []
     head += "".join(f"{f'N={n}/N=1':>10}" for n in scale_ns)
     print(f"\nscenario {scenario}: Mpps, median of {res['rounds']} rounds "
-          f"(memory: --no-huge on every side)")
+          f"(memory: {MEMORY} on every side)")
     print(f"{'':28}{head}")
     for side in sides:
         line = f"{LABELS[side]:28}" + "".join(f"{med[side][str(n)]:9.2f}" for n in ns)
@@ -685,7 +737,17 @@ def main() -> int:
                          "than this during it")
     ap.add_argument("--attempts", type=int, default=3,
                     help="--workers: runs at most per figure (the last one is kept)")
+    ap.add_argument("--memory", choices=("auto", "hugepages", "no-huge"), default="auto",
+                    help="what every side runs on: hugepages (EAL --in-memory on hugetlbfs), "
+                         "no-huge (4 KiB pages; ours on THP, testpmd cannot), auto: "
+                         "hugepages when they can be had (default)")
     a = ap.parse_args()
+    global MEMORY
+    MEMORY, why = choose_memory(a.memory)
+    print(f"memory: {MEMORY} on every side ({why})" + (
+        "; note: testpmd cannot use transparent huge pages, ours maps its mbuf pool and "
+        "flow table on them, so the sides are not on the same memory" if MEMORY == "no-huge"
+        else ""))
     if not a.loop_layouts or set(a.loop_layouts) - {"grouped", "mixed"}:
         ap.error("--loop-layouts: grouped, mixed or both")
     if a.json and len(a.scenario) > 1 and "{scenario}" not in a.json:
@@ -739,7 +801,7 @@ def run_single(a, scenario: str, json_path: str) -> None:
         "ours_drops": {k: v for k, v in s["drops"].items() if v},
         "flows": s["flows"],
         "flow_setups_per_s": round(statistics.median(setups)),
-        "host": platform.node(), "cpu_count": os.cpu_count(), "build": build_id(),
+        "memory": memory_record(), "host": platform.node(), "cpu_count": os.cpu_count(), "build": build_id(),
     }
     print(f"scenario {a.scenario}: testpmd macswap {macswap:.2f} Mpps, io {io:.2f} Mpps, "
           f"dataplane {mpps:.2f} Mpps → ratio {ratio:.3f} vs macswap "
