@@ -22,7 +22,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 venv: $(BIN)/python
-	@$(BIN)/python -c "import yaml, rich, scapy, Cython, numpy, pytest, matplotlib" 2>/dev/null || \
+	@$(BIN)/python -c "import yaml, rich, scapy, Cython, numpy, pytest, matplotlib, pytest_benchmark" 2>/dev/null || \
 	  $(BIN)/pip install -q -r requirements.txt
 
 build: venv
@@ -36,6 +36,7 @@ demo: setup
 # extensions (asan-build), so it never skips
 test: setup asan-build
 	DP_ASAN_BUILD=$(abspath $(ASAN_DIR))/src DP_ASAN_REQUIRED=1 $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q bench/micro --benchmark-disable
 
 bench: setup
 	-$(MAKE) --no-print-directory hugepages

@@ -1,27 +1,99 @@
-"""TRex STL profile: 64-byte UDP, flows varied over source address and ports.
+"""TRex STL profile: UDP 5-tuple scale, N flows of one frame size.
 
-    start -f trex_profiles/udp_flows.py -m 100% --port 0 -t flows=100000
+    start -f trex_profiles/udp_flows.py -m 1mpps --port 0 -t --flows 1000 --size 60
+
+Pairs with trex_profiles/configs/l3_ecmp.yaml (TRex port i is wired to the config's i-th
+port: p0, p1).
+
+Sends one continuous stream of Ether / IPv4 / UDP frames of exactly --size bytes (without
+FCS; the payload pads the datagram, IP and UDP lengths include it). Flow i of --flows
+(0 <= i < N, taken in turn, packet k belongs to flow k mod N):
+
+    direction 0 (port 0):  16.0.0.1 + i  ->  48.0.0.(16 + i % 16)   UDP 49152 + i % 16384 -> 5001
+    direction 1 (port 1):  48.0.0.1 + i  ->  16.0.0.(16 + i % 16)   (the same ports)
+
+so exactly N distinct 5-tuples repeat. Ether src is the TRex port's MAC
+(02:00:00:00:10:0<port+1>), dst the pairing config's port MAC (02:00:00:00:00:0<port+1>).
+Field engine: one `inc` flow variable (the flow index), three writes (IP src, the low
+nibble of IP dst, the low 14 bits of the UDP source port), then the IPv4 header and UDP
+checksums are fixed with STLVmFixChecksumHw.
+
+Outcome (replay of the rendered packets into p0 of l3_ecmp.yaml): every packet is
+forwarded, none dropped; 48.0.0.0/8 goes via group `spines` (4 members, 2 on p1 and 2
+on p2): N flow entries are created, every flow leaves on exactly one member (one
+destination MAC), and each member takes 25 % +- 3 % of the flows and, with an equal
+number of packets per flow, of the packets (the group's `imbalance` close to 1).
+Direction 1 (into p1) is routed back to TRex port 0 via next hop `trex0` on p0.
+
+Tunables: --flows N (1000), --size BYTES (60, at least 60), --src-mac, --dst-mac.
 """
-from trex_stl_lib.api import (STLFlowVM, STLPktBuilder, STLProfile, STLStream,
-                              STLTXCont)
+import argparse
+import os
+import re
+
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
+DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
+# (first source, destination) per direction: 1 swaps the client and server roles
+ROLES = {0: ("16.0.0.1", "48.0.0.16"), 1: ("48.0.0.1", "16.0.0.16")}
+MAX_FLOWS = (1 << 24) - 2              # the source stays inside its /8
 
 
-class UdpFlows:
-    def get_streams(self, direction=0, flows=65536, **kwargs):
-        base = Ether() / IP(src="100.64.0.1", dst="10.2.0.1", ttl=64) / UDP(sport=1024,
-                                                                             dport=5000)
-        pad = max(0, 60 - len(base)) * b"\0"
-        vm = STLFlowVM()
-        vm.var(name="src", min_value="100.64.0.1", max_value="100.127.255.254",
-               size=4, op="random")
-        vm.var(name="sport", min_value=1024, max_value=1024 + max(1, flows // 64),
-               size=2, op="inc")
-        vm.write(fv_name="src", pkt_offset="IP.src")
-        vm.write(fv_name="sport", pkt_offset="UDP.sport")
-        vm.fix_chksum()
-        return [STLStream(packet=STLPktBuilder(pkt=base / pad, vm=vm), mode=STLTXCont())]
+class ProfileArgs(argparse.ArgumentParser):
+    """argparse whose errors raise (TRex shows the message) instead of exiting."""
+
+    def error(self, message):
+        raise ValueError("%s: %s" % (self.prog, message))
+
+
+def ip2int(ip):
+    a, b, c, d = (int(x) for x in ip.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+class UdpFlows(object):
+    """UDP flows for a route via an ECMP group."""
+
+    def get_streams(self, tunables=(), **kwargs):
+        port_id = kwargs.get("port_id", 0)
+        direction = kwargs.get("direction", 0)
+        p = ProfileArgs(prog=os.path.basename(__file__),
+                        description="UDP 5-tuple scale: --flows flows of --size bytes",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--flows", type=int, default=1000, help="distinct 5-tuples")
+        p.add_argument("--size", type=int, default=60, help="frame size without FCS")
+        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
+        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
+                       help="Ether destination: the pairing config's port MAC")
+        args = p.parse_args(list(tunables or []))
+        if not 1 <= args.flows <= MAX_FLOWS:
+            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
+        for mac in (args.src_mac, args.dst_mac):
+            if not MAC_RE.match(mac):
+                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+
+        src, dst = ROLES[1 if direction else 0]
+        base = (Ether(src=args.src_mac, dst=args.dst_mac) /
+                IP(src=src, dst=dst, ttl=64) / UDP(sport=49152, dport=5001))
+        if args.size < max(60, len(base)):
+            p.error("--size must be at least %d, got %d" % (max(60, len(base)), args.size))
+        pkt = base / Raw(b"\x00" * (args.size - len(base)))
+
+        vm = STLVM()
+        vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")
+        vm.write(fv_name="flow", pkt_offset="IP.src", add_val=ip2int(src))
+        vm.write_mask(fv_name="flow", pkt_offset="IP.dst", offset_fixup=3, pkt_cast_size=1,
+                      mask=0x0F)
+        vm.write_mask(fv_name="flow", pkt_offset="UDP.sport", pkt_cast_size=2, mask=0x3FFF)
+        vm.fix_chksum_hw(l3_offset="IP", l4_offset="UDP",
+                         l4_type=CTRexVmInsFixHwCs.L4_TYPE_UDP)
+        return [STLStream(name="udp_flows", packet=STLPktBuilder(pkt=pkt, vm=vm),
+                          mode=STLTXCont(pps=1000))]
 
 
 def register():

@@ -77,6 +77,11 @@ def load_streams(profile, tunables=(), port=0, direction=None, timeout=120):
     except subprocess.TimeoutExpired:
         raise TrexError(f"{profile}: TRex's library took over {timeout} s to load it") from None
     if r.returncode == 3:
+        # TRex's loader takes any SystemExit of the profile's argparse for "-t --help":
+        # usage on stdout for --help, the error on stderr for a bad tunable
+        if r.stderr.strip():
+            raise TrexError(f"{profile}: bad tunables {' '.join(map(str, tunables))}: "
+                            f"{r.stderr.strip().splitlines()[-1]}")
         raise TrexError(f"{profile}: -t --help:\n{r.stdout.strip()}")
     if r.returncode != 0:
         err = r.stderr.strip() or r.stdout.strip()
