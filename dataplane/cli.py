@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli_live import LIVE_COMMANDS, ask, socket_args
+from .cli_trex import add_parsers as add_trex_parsers
+from .cli_trex import add_tunables
 from .console import err, out
 from .drops import DROP_REASONS
 
@@ -130,7 +132,19 @@ def cmd_replay(a, eal: list[str]) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from . import runtime
     cfg = load_config(a.config)
-    inputs = parse_inputs(cfg, a.inputs)
+    inputs = parse_inputs(cfg, a.inputs or [])
+    if a.trex:
+        from .cli_trex import trex_inputs
+        from .trex.library import TrexError
+        try:
+            trex = trex_inputs(cfg, a.trex, a.out_dir, a.packets, a.tunables)
+        except (TrexError, ValueError) as e:
+            raise runtime.InputError(f"--trex: {e}") from None
+        for port in set(trex) & set(inputs):
+            raise SystemExit(f"--in and --trex both feed port {port}")
+        inputs.update(trex)
+    if not inputs:
+        raise SystemExit("replay: give --in [PORT=]PCAP or --trex [PORT=]PROFILE")
     try:
         total = sum(runtime.pcap_count(f) for f in inputs.values())
     except OSError as e:
@@ -426,15 +440,22 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="validate a configuration and exit")
     c.add_argument("config")
     r = sub.add_parser("replay", help="forward pcaps through net_pcap vdevs",
-                       usage="dataplane replay CONFIG --in [PORT=]PCAP --out-dir DIR "
-                             "[-- EAL args]")
+                       usage="dataplane replay CONFIG (--in [PORT=]PCAP | --trex "
+                             "[PORT=]PROFILE [-n N]) --out-dir DIR [-- EAL args] "
+                             "[-t TUNABLES...]")
     r.add_argument("config")
-    r.add_argument("--in", dest="inputs", action="append", required=True,
-                   metavar="[PORT=]PCAP")
+    r.add_argument("--in", dest="inputs", action="append", metavar="[PORT=]PCAP")
+    r.add_argument("--trex", action="append", metavar="[PORT=]PROFILE",
+                   help="render a TRex profile for the TRex port wired to PORT (TRex port "
+                        "i = the config's i-th port) and replay it")
+    r.add_argument("-n", "--packets", type=int, default=10000,
+                   help="packets per --trex profile (default 10000)")
     r.add_argument("--out-dir", required=True)
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--per-worker", action="store_true",
                    help="also a row per worker (summary.json always has them)")
+    add_tunables(r)
+    add_trex_parsers(sub)
     u = sub.add_parser("run", help="forward until SIGINT/SIGTERM",
                        usage="dataplane run CONFIG [--duration S] [--loop PCAP] "
                              "[-- EAL args]")
@@ -520,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.cmd == "drivers":
         return cmd_drivers(a)
+    if a.cmd == "trex":
+        from .cli_trex import cmd_trex
+        return cmd_trex(a)
     if a.cmd in LIVE_COMMANDS:
         return LIVE_COMMANDS[a.cmd](a)
     if a.cmd == "flow":
