@@ -141,10 +141,10 @@ def cmd_replay(a, eal: list[str]) -> int:
         except (TrexError, ValueError) as e:
             raise runtime.InputError(f"--trex: {e}") from None
         for port in set(trex) & set(inputs):
-            raise SystemExit(f"--in and --trex both feed port {port}")
+            raise runtime.InputError(f"--in and --trex both feed port {port}")
         inputs.update(trex)
     if not inputs:
-        raise SystemExit("replay: give --in [PORT=]PCAP or --trex [PORT=]PROFILE")
+        raise runtime.InputError("replay: give --in [PORT=]PCAP or --trex [PORT=]PROFILE")
     try:
         total = sum(runtime.pcap_count(f) for f in inputs.values())
     except OSError as e:

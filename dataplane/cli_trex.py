@@ -76,7 +76,7 @@ def trex_inputs(cfg, specs: list[str], out_dir: str, packets: int, tunables=()) 
         if not eq or port not in names:
             port, profile = names[0], s
         if port in inputs:
-            raise SystemExit(f"--trex: port {port} given twice")
+            raise ValueError(f"port {port} given twice")
         path = str(Path(out_dir) / f"trex-{port}.pcap")
         render_profile(profile, path, packets, names.index(port), tunables)
         inputs[port] = path

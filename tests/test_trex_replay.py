@@ -274,3 +274,40 @@ def test_fat_flow_ssh_sessions_share_one_entry():
     eight = replay("fat_flow_ssh", "fat_flow_ssh", 5000, ("--sessions", "1000",
                                                           "--clients", "8"))
     assert eight.summary["flows"]["flow_created"] == 8
+
+
+# --- the command's errors: one line, exit status 2 --------------------------------------------
+
+def dataplane(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dataplane", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_render_errors_are_one_line(tmp_path):
+    out = str(tmp_path / "x.pcap")
+    bad = dataplane("trex", "render", str(PROFILES / "udp_flows.py"), "--out", out,
+                    "-t", "--bogus")
+    assert bad.returncode == 2 and "--bogus" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    missing = dataplane("trex", "render", "nope.py", "--out", out)
+    assert missing.returncode == 2 and "no such profile" in missing.stderr
+    zero = dataplane("trex", "render", str(PROFILES / "udp_flows.py"), "--out", out, "-n", "0")
+    assert zero.returncode == 2 and "-n 0" in zero.stderr
+    cfg = str(CONFIGS / "l3_ecmp.yaml")
+    none = dataplane("replay", cfg, "--out-dir", str(tmp_path / "o"))
+    assert none.returncode == 2 and "--trex" in none.stderr
+    both = dataplane("replay", cfg, "--in", f"p0={out}", "--trex",
+                     f"p0={PROFILES / 'udp_flows.py'}", "--out-dir", str(tmp_path / "o"))
+    assert both.returncode == 2 and "both feed port p0" in both.stderr
+
+
+def test_render_writes_what_the_streams_say(tmp_path):
+    """The command's pcap: -n frames, the profile's tunables applied (scapy decode)."""
+    out = tmp_path / "u.pcap"
+    r = dataplane("trex", "render", str(PROFILES / "udp_flows.py"), "--out", str(out),
+                  "-n", "300", "-t", "--flows", "100", "--size", "128")
+    assert r.returncode == 0, r.stderr
+    frames = [Ether(bytes(d)) for d, _ in RawPcapReader(str(out))]
+    assert len(frames) == 300 and {len(bytes(f)) for f in frames} == {128}
+    assert len({five_tuple(f) for f in frames}) == 100
+    assert five_tuple(frames[0]) == five_tuple(frames[100])

@@ -84,6 +84,7 @@ def load_streams(profile, tunables=(), port=0, direction=None, timeout=120):
                             f"{r.stderr.strip().splitlines()[-1]}")
         raise TrexError(f"{profile}: -t --help:\n{r.stdout.strip()}")
     if r.returncode != 0:
-        err = r.stderr.strip() or r.stdout.strip()
-        raise TrexError(f"{profile}: does not load in TRex's library: {err}")
+        err = (r.stderr.strip() or r.stdout.strip()).splitlines() or ["(no message)"]
+        # TRex's loader wraps the profile's exception in a traceback: its last line says it
+        raise TrexError(f"{profile}: does not load in TRex's library: {err[-1].strip()}")
     return json.loads(r.stdout)["streams"]
