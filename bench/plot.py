@@ -123,7 +123,7 @@ def plot_stages(results: Path, out: Path) -> Path | None:
     if not bars:
         return None
     labels = [g for g, _ in GROUPS] + ["other"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(bars)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(bars)) + 2, 4.5))
     bottom = [0.0] * len(bars)
     cmap = plt.get_cmap("tab10")
     for j, label in enumerate(labels):
@@ -137,7 +137,7 @@ def plot_stages(results: Path, out: Path) -> Path | None:
     ax.set_ylabel("instructions per packet (callgrind)")
     ax.set_title("Where a packet's instructions go, by stage (worker loop, RX and TX "
                  "included)", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     path = out / "stages.png"
     fig.savefig(path, dpi=120)

@@ -377,6 +377,41 @@ cdef inline int flow_decide(ctx_t *c, port_t *pt, flow_burst_t *b, uint16_t i,
     return 0
 
 
+cdef inline bint hit_emit(ctx_t *c, flow_entry_t *e, rte_mbuf *m, const pkt_t *p,
+                         const flow_key_t *key, uint64_t now, rte_mbuf **out,
+                         uint16_t *out_port, uint16_t *k) noexcept nogil:
+    """A found entry whose decision needs nothing more (not a fragment, its member still
+    there, a plain rewrite next hop): the entry's counters, its member's next hop, TX.
+    The same steps as flow_decide → flow_hit → emit_routed take for such a packet, without
+    the decision record and the branches for every other case. 0, with nothing changed:
+    the general path takes the packet."""
+    cdef uint32_t nh_id = e.nh_id, gid
+    cdef uint16_t mem = 0
+    cdef group_t *g = NULL
+    cdef const nexthop_t *nh
+    if nh_id & NH_GROUP:
+        gid = nh_id & ~(<uint32_t>NH_GROUP)
+        g = &c.groups[gid]
+        mem = e.member
+        if mem == NO_MEMBER or g.member_state[mem] == MEMBER_REMOVED:
+            return 0
+        nh_id = g.member_nh[mem]
+    nh = &c.nhs[nh_id]
+    if nh.n_push or nh.tunnel != TUN_NONE:
+        return 0
+    e.packets += 1
+    e.bytes += m.pkt_len
+    e.last_seen = now
+    if p.proto == 6 and p.tcp_flags & 0x05 and not e.aggregate:
+        flow_tcp(&c.flows, e, key, p.tcp_flags, now)
+    if g != NULL:
+        c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
+    cut_end(m, p.end)
+    rewrite(m, p, nh)
+    tx_enqueue(c, m, nh.port, out, out_port, k)
+    return 1
+
+
 cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                 rte_mbuf **out, uint16_t *out_port) noexcept nogil:
     """Flow mode (docs/flow-table.md): the three phases, then per packet the output."""
@@ -408,6 +443,9 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
         p = &b.pkt[i]
         if p.act != ACT_IP:
             c.on_mpls(c, pt, m, p, in_port, out, out_port, &k)
+            continue
+        if (b.at[i] >= 0 and not p.frag and
+                hit_emit(c, &ft.entries[b.at[i]], m, p, &b.key[i], b.now, out, out_port, &k)):
             continue
         r = flow_decide(c, pt, &b, i, in_port, &d)
         if r:
