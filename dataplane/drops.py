@@ -11,6 +11,7 @@ DROP_REASONS = (
     "flow_table_full",  # a new flow found the flow table full (on_full: drop)
     "no_lfib_entry",    # the label to process has no LFIB entry (docs/mpls.md §3)
     "mpls_ttl_expired",  # a labelled packet would leave with TTL 0 (docs/mpls.md §6)
+    "split_headers",    # headers continue past the first mbuf segment (multi-segment)
 )
 
 DROP_DESCRIPTIONS = {
@@ -24,4 +25,5 @@ DROP_DESCRIPTIONS = {
     "flow_table_full": "new flow, flow table full and on_full: drop",
     "no_lfib_entry": "the label to process has no LFIB entry",
     "mpls_ttl_expired": "label TTL <= 1 on lookup, or TTL 0 when popped to IP",
+    "split_headers": "headers continue past the packet's first mbuf segment",
 }

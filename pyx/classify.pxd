@@ -24,7 +24,7 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
     p.vrf = pt.vrf
     r = parse(p)
     if r == R_MPLS:
-        return c.on_region(&c.mpls, p, p.l2_len, p.len, pt.vrf)
+        return c.on_region(&c.mpls, p, p.l2_len, p.len + p.more, pt.vrf)
     if c.mpls.tun_family and (r == 0 or r == D_TTL_EXPIRED) and for_tunnel(&c.mpls, p):
         return c.on_decap(&c.mpls, p, pt.vrf)
     return r

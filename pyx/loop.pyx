@@ -34,7 +34,8 @@ from includes.rte_prefetch cimport rte_prefetch0
 from includes.rte_mempool cimport (rte_mempool, rte_mempool_in_use_count,
                                    rte_mempool_avail_count)
 from includes.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
-                                rte_pktmbuf_free, rte_pktmbuf_append,
+                                rte_pktmbuf_free, rte_pktmbuf_append, rte_pktmbuf_tailroom,
+                                rte_pktmbuf_chain,
                                 RTE_MBUF_DEFAULT_BUF_SIZE)
 from includes.rte_ethdev cimport *
 from includes.rte_lpm cimport *
@@ -117,6 +118,19 @@ cdef int worker(void *arg) noexcept nogil:
     rte_rcu_qsbr_thread_offline(rcu, q)
     tx_flush(c)
     return 0
+
+
+cdef bytes mbuf_bytes(rte_mbuf *m):
+    """A packet's bytes, over all its segments (checked against pkt_len)."""
+    cdef rte_mbuf *s = m
+    parts = []
+    while s != NULL:
+        parts.append(PyBytes_FromStringAndSize(<char *>dp_mtod(s), s.data_len))
+        s = s.next
+    data = b"".join(parts)
+    if len(data) != m.pkt_len:
+        raise AssertionError(f"mbuf chain holds {len(data)} bytes, pkt_len {m.pkt_len}")
+    return data
 
 
 cdef class Core(Tables):
@@ -242,8 +256,10 @@ cdef class Core(Tables):
         tables_refresh(self.w[worker])
         return self.w[worker]
 
-    def process(self, int in_port, frames, int worker=0):
-        """Run frames through process_burst() on real mbufs (tests): [(out_port, bytes)]."""
+    def process(self, int in_port, frames, int worker=0, unsigned seg=0):
+        """Run frames through process_burst() on real mbufs (tests): [(out_port, bytes)].
+        A frame longer than an mbuf is received in several segments; seg > 0 makes
+        segments of at most seg bytes (multi-segment tests)."""
         cdef rte_mbuf *pkts[BURST]
         cdef rte_mbuf *out[BURST]
         cdef uint16_t out_port[BURST]
@@ -254,12 +270,10 @@ cdef class Core(Tables):
         result = []
         frames = list(frames)
         for start in range(0, len(frames), BURST):
-            n = fill_burst(pkts, frames[start:start + BURST], in_port)
+            n = fill_burst(pkts, frames[start:start + BURST], in_port, seg)
             k = process_burst(c, in_port, pkts, n, out, out_port)
             for j in range(k):
-                result.append((out_port[j],
-                               PyBytes_FromStringAndSize(<char *>dp_mtod(out[j]),
-                                                         out[j].data_len)))
+                result.append((out_port[j], mbuf_bytes(out[j])))
                 rte_pktmbuf_free(out[j])
         return result
 

@@ -92,23 +92,43 @@ def pool_in_use():
     return rte_mempool_in_use_count(_pool)
 
 
-cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port) except? 0xffff:
+cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port,
+                         uint32_t seg=0) except? 0xffff:
     """Fresh mbufs holding `frames` (at most a burst), as if received on in_port; on
-    failure none is kept."""
+    failure none is kept. A frame longer than an mbuf's room is chained over several
+    segments, as a PMD receives a jumbo frame; seg > 0: at most seg bytes per segment."""
     cdef uint16_t n = 0, j
+    cdef uint32_t off, size, room
     cdef char *dst
     cdef bytes f
+    cdef rte_mbuf *t
     try:
         for f in frames:
             pkts[n] = rte_pktmbuf_alloc(_pool)
             if pkts[n] == NULL:
                 raise MemoryError("mbuf pool exhausted")
             n += 1
-            dst = rte_pktmbuf_append(pkts[n - 1], len(f))
-            if dst == NULL:
-                raise ValueError(f"frame of {len(f)} bytes does not fit an mbuf")
-            memcpy(dst, <const char *>f, len(f))
             pkts[n - 1].port = in_port
+            off = 0
+            t = pkts[n - 1]
+            while True:
+                room = rte_pktmbuf_tailroom(t)
+                size = len(f) - off
+                if seg and size > seg:
+                    size = seg
+                if size > room:
+                    size = room
+                dst = rte_pktmbuf_append(t, <uint16_t>size)
+                memcpy(dst, <const char *>f + off, size)
+                if t != pkts[n - 1] and rte_pktmbuf_chain(pkts[n - 1], t) != 0:
+                    rte_pktmbuf_free(t)
+                    raise ValueError(f"frame of {len(f)} bytes: too many segments")
+                off += size
+                if off >= len(f):
+                    break
+                t = rte_pktmbuf_alloc(_pool)
+                if t == NULL:
+                    raise MemoryError("mbuf pool exhausted")
     except BaseException:
         for j in range(n):
             rte_pktmbuf_free(pkts[j])

@@ -59,7 +59,7 @@ cdef inline uint32_t transit_hash(const mpls_t *mp, const pkt_t *p, uint32_t fie
     ELI and its EL are within erld; else the non-reserved labels within erld, plus the
     guessed IP fields when the bottom of stack is within erld."""
     cdef const uint8_t *d = p.data + p.region
-    cdef uint32_t n = p.nstack, r = n if n < mp.erld else mp.erld, i, klen = 0, label, g
+    cdef uint32_t n = p.nstack, r = n if n < mp.erld else mp.erld, i, klen = 0, label, g, e
     cdef uint8_t key[4 * MAX_STACK + 48]
     cdef uint64_t ip[KEY_WORDS]
     for i in range(r):
@@ -74,8 +74,9 @@ cdef inline uint32_t transit_hash(const mpls_t *mp, const pkt_t *p, uint32_t fie
             klen += 4
     if mp.guess and n <= mp.erld:
         d = p.data + p.payload
-        if p.end > p.payload and ((d[0] >> 4) == 4 or (d[0] >> 4) == 6):
-            g = guess_key(d, p.end - p.payload, 0, <uint8_t *>ip, ingress, fields)
+        e = p.end if p.end <= p.len else p.len        # readable: the first segment
+        if e > p.payload and ((d[0] >> 4) == 4 or (d[0] >> 4) == 6):
+            g = guess_key(d, e - p.payload, 0, <uint8_t *>ip, ingress, fields)
             memcpy(key + klen, ip, g)
             klen += g
     return finalize(rte_hash_crc(key, klen, 0xffffffffU), seed)

@@ -78,19 +78,20 @@ cdef inline void set_ip_ttl(uint8_t *ip, uint8_t ttl) noexcept nogil:
 
 cdef inline int to_ip(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end, int w,
                       uint16_t vrf) noexcept nogil:
-    """§4 'to IP': the payload at off is an IP packet routed in vrf with TTL W."""
+    """§4 'to IP': the payload at off is an IP packet routed in vrf with TTL W. `end`
+    may lie past the first segment; reads stay within it (p.len)."""
     cdef uint8_t *ip = p.data + off
-    cdef uint32_t v
-    if end - off < 1:
-        return D_TRUNCATED
+    cdef uint32_t v, rend = end if end <= p.len else p.len
+    if rend - off < 1:
+        return D_TRUNCATED if end - off < 1 else D_SPLIT_HEADERS
     v = ip[0] >> 4
     if v == 4:
-        if end - off < 20:
-            return D_TRUNCATED
+        if rend - off < 20:
+            return D_TRUNCATED if end - off < 20 else D_SPLIT_HEADERS
         w = ttl_step(w, ip[8], mp.pipe)
     elif v == 6:
-        if end - off < 40:
-            return D_TRUNCATED
+        if rend - off < 40:
+            return D_TRUNCATED if end - off < 40 else D_SPLIT_HEADERS
         w = ttl_step(w, ip[7], mp.pipe)
     else:
         return D_PARSE_ERROR
@@ -105,9 +106,10 @@ cdef inline int to_ip(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end, in
     p.vrf = vrf
     p.act = ACT_IP
     p.l2_len = <uint16_t>off
+    p.more = end - rend                # the inner packet's bytes past the first segment
     if v == 4:
-        return parse_ipv4(p, ip, end - off)
-    return parse_ipv6(p, ip, end - off)
+        return parse_ipv4(p, ip, rend - off)
+    return parse_ipv6(p, ip, rend - off)
 
 cdef inline uint32_t skip_pairs(const uint32_t *st, uint32_t i, uint32_t n) noexcept nogil:
     """ELI+EL pairs are popped together wherever processing reaches them."""
@@ -123,18 +125,20 @@ cdef inline int lfib_find(const mpls_t *mp, uint32_t label) noexcept nogil:
 cdef inline int mpls_region(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end,
                             uint16_t in_vrf) noexcept nogil:
     """§2-§5: the label region [off, end) through the LFIB. 0 with p.act set (ACT_IP:
-    p parsed as the IP packet to route), or the drop reason."""
+    p parsed as the IP packet to route), or the drop reason. `end` may lie past the
+    first segment (p.len readable bytes): the stack and the PW's CW must be within it."""
     cdef const uint8_t *d = p.data
     cdef uint32_t st[MAX_STACK]
     cdef uint32_t n = 0, o = off, i = 0, e, label, payload
+    cdef uint32_t rend = end if end <= p.len else p.len
     cdef int w = -1, pos
     cdef const lfib_entry_t *ent
     cdef const pw_t *pw
     while True:
         if n == MAX_STACK:
             return D_UNSUPPORTED
-        if end < o + 4:
-            return D_TRUNCATED
+        if rend < o + 4:
+            return D_TRUNCATED if end < o + 4 else D_SPLIT_HEADERS
         e = rd32(d + o)
         o += 4
         st[n] = e
@@ -186,15 +190,15 @@ cdef inline int mpls_region(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t e
         pw = &mp.pws[ent.pw]
         o = payload
         if pw.cw:
-            if end < o + 4:
-                return D_TRUNCATED
+            if rend < o + 4:
+                return D_TRUNCATED if end < o + 4 else D_SPLIT_HEADERS
             if (d[o] >> 4) == 1:
                 return D_UNSUPPORTED   # a PW associated channel (RFC 4385 §5): no OAM
             if (d[o] >> 4) != 0:
                 return D_PARSE_ERROR
             o += 4
-        if end < o + 14:
-            return D_TRUNCATED
+        if rend < o + 14:
+            return D_TRUNCATED if end < o + 14 else D_SPLIT_HEADERS
         p.act = ACT_XC
         p.aux = ent.pw
         p.cut = <uint16_t>o
@@ -207,19 +211,20 @@ cdef inline int overlay_decap(const mpls_t *mp, pkt_t *p, uint16_t in_vrf) noexc
     cdef uint32_t l4 = <uint32_t>p.l2_len + p.l3_len, end = <uint32_t>p.l2_len + p.ip_len
     cdef uint32_t flags, size
     cdef const uint8_t *d = p.data
+    cdef uint32_t rend = end if end <= p.len else p.len
     if p.frag:
         return D_UNSUPPORTED
     if p.proto == 17 and p.dport == MPLS_UDP_PORT:
         l4 += 8                        # parse_l4 checked the 8 bytes
     elif p.proto == 47:
-        if end < l4 + 4:
-            return D_TRUNCATED
+        if rend < l4 + 4:
+            return D_TRUNCATED if end < l4 + 4 else D_SPLIT_HEADERS
         flags = rd16(d + l4)
         if (flags & ~0xb000U) or rd16(d + l4 + 2) != 0x8847:
             return D_UNSUPPORTED       # only C, K, S; version 0; MPLS
         size = 4 + 4 * (((flags >> 15) & 1) + ((flags >> 13) & 1) + ((flags >> 12) & 1))
-        if end < l4 + size:
-            return D_TRUNCATED
+        if rend < l4 + size:
+            return D_TRUNCATED if end < l4 + size else D_SPLIT_HEADERS
         l4 += size
     else:
         return D_UNSUPPORTED           # the node terminates nothing else

@@ -42,12 +42,29 @@ ctypedef struct pkt_t:
     uint16_t cut           # swap: past the swapped entry; xc: the inner frame
     uint32_t aux           # swap: LFIB entry; xc, pw: pseudowire index
     uint32_t lse           # swap: the swapped entry (host order): TC and S
+    uint32_t more          # bytes of the packet past what is readable at data: its
+                           # later mbuf segments (length checks count them, reads never)
 
 cdef inline uint16_t rd16(const uint8_t *p) noexcept nogil:
     return <uint16_t>((p[0] << 8) | p[1])
 
 cdef inline uint32_t rd32(const uint8_t *p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline int short_of(const pkt_t *p, uint32_t need, uint32_t avail) noexcept nogil:
+    """A header needs `need` bytes and `avail` are readable: truncated, or split_headers
+    when the packet's later segments hold the rest (docs/packet-path.md §7)."""
+    return D_SPLIT_HEADERS if need <= avail + p.more else D_TRUNCATED
+
+cdef inline uint32_t l4_need(uint8_t proto, bint v6) noexcept nogil:
+    """Bytes parse_l4 reads of an L4 header (0: none)."""
+    if proto == 6:
+        return 20
+    if proto == 17 or (proto == 1 and not v6) or (proto == 58 and v6):
+        return 8
+    if proto == 132:
+        return 12
+    return 0
 
 cdef inline int parse_l4(pkt_t *p, const uint8_t *l4, uint32_t avail, bint v6) noexcept nogil:
     cdef uint8_t proto = p.proto
@@ -75,23 +92,32 @@ cdef inline int parse_l4(pkt_t *p, const uint8_t *l4, uint32_t avail, bint v6) n
     p.dport = rd16(l4 + 2)
     return 0
 
+cdef inline int parse_l4_split(pkt_t *p, const uint8_t *l4, uint32_t readable,
+                               uint32_t length, bint v6) noexcept nogil:
+    """parse_l4 on the `readable` bytes of an L4 region of `length`: a header that the
+    length holds but the first segment does not is split_headers, not truncated."""
+    cdef int r = parse_l4(p, l4, readable, v6)
+    if r == D_TRUNCATED and readable < length and l4_need(p.proto, v6) <= length:
+        return D_SPLIT_HEADERS
+    return r
+
 cdef inline int parse_ipv4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept nogil:
     cdef uint32_t ihl, total
     cdef uint16_t fo
     cdef int r
     if avail < 20:
-        return D_TRUNCATED
+        return short_of(p, 20, avail)
     if (ip[0] >> 4) != 4:
         return D_PARSE_ERROR
     ihl = (ip[0] & 15) * 4
     if ihl < 20:
         return D_PARSE_ERROR
     if avail < ihl:
-        return D_TRUNCATED
+        return short_of(p, ihl, avail)
     total = rd16(ip + 2)
     if total < ihl:
         return D_PARSE_ERROR
-    if total > avail:
+    if total > avail + p.more:
         return D_TRUNCATED
     p.family = 4
     p.proto = ip[9]
@@ -102,7 +128,8 @@ cdef inline int parse_ipv4(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
     p.ip_len = <uint16_t>total
     p.frag = (fo & 0x3fff) != 0
     if (fo & 0x1fff) == 0:
-        r = parse_l4(p, ip + ihl, total - ihl, 0)
+        r = parse_l4_split(p, ip + ihl, (total if total <= avail else avail) - ihl,
+                           total - ihl, 0)
         if r:
             return r
     # martians, then addresses a unicast router does not forward
@@ -127,18 +154,19 @@ cdef inline bint v6_link_local(const uint8_t *a) noexcept nogil:
     return a[0] == 0xfe and (a[1] & 0xc0) == 0x80
 
 cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept nogil:
-    cdef uint32_t end, off = 40, hl
+    cdef uint32_t end, rend, off = 40, hl
     cdef uint8_t nh
     cdef uint16_t fo
     cdef int count = 0, r
     cdef bint l4 = 1
     if avail < 40:
-        return D_TRUNCATED
+        return short_of(p, 40, avail)
     if (ip[0] >> 4) != 6:
         return D_PARSE_ERROR
     end = 40 + <uint32_t>rd16(ip + 4)
-    if end > avail:
+    if end > avail + p.more:
         return D_TRUNCATED
+    rend = end if end <= avail else avail       # what can be read: the first segment
     p.family = 6
     p.ip_len = <uint16_t>end
     p.ttl = ip[7]
@@ -148,16 +176,16 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
         if count == 8:
             return D_UNSUPPORTED
         count += 1
-        if end < off + 2:
-            return D_TRUNCATED
+        if rend < off + 2:
+            return D_TRUNCATED if end < off + 2 else D_SPLIT_HEADERS
         if nh == 44:
             hl = 8
         elif nh == 51:
             hl = (<uint32_t>ip[off + 1] + 2) * 4
         else:
             hl = (<uint32_t>ip[off + 1] + 1) * 8
-        if end < off + hl:
-            return D_TRUNCATED
+        if rend < off + hl:
+            return D_TRUNCATED if end < off + hl else D_SPLIT_HEADERS
         if nh == 44:
             fo = rd16(ip + off + 2)
             p.frag = (fo & 0xfff9) != 0     # offset or M: an atomic fragment is not one
@@ -172,7 +200,7 @@ cdef inline int parse_ipv6(pkt_t *p, const uint8_t *ip, uint32_t avail) noexcept
     p.proto = nh
     p.l3_len = <uint16_t>off
     if l4:
-        r = parse_l4(p, ip + off, end - off, 1)
+        r = parse_l4_split(p, ip + off, rend - off, end - off, 1)
         if r:
             return r
     if v6_unspec_or_loop(ip + 8) or ip[8] == 0xff or v6_link_local(ip + 8):
@@ -230,13 +258,13 @@ cdef inline int parse(pkt_t *p) noexcept nogil:
             parse_fast4(p, d + 14, n - 14)):
         return 0
     if n < 14:
-        return D_TRUNCATED
+        return short_of(p, 14, n)
     et = rd16(d + 12)
     while et == 0x8100 or et == 0x88a8:
         if tags == 2:
             return D_UNSUPPORTED
         if n < off + 4:
-            return D_TRUNCATED
+            return short_of(p, off + 4, n)
         et = rd16(d + off + 2)
         off += 4
         tags += 1

@@ -11,7 +11,7 @@ from includes.rte_mbuf cimport rte_mbuf
 from includes.rte_prefetch cimport rte_prefetch0
 from includes.rte_hash cimport (rte_hash_lookup_with_hash, rte_hash_add_key_with_hash,
                                 rte_hash_del_key_with_hash, rte_hash_lookup_with_hash_bulk)
-from includes.shim cimport dp_mtod
+from includes.shim cimport dp_mtod, dp_pullup
 from consts cimport *
 from parse cimport pkt_t, flow_key_t, build_key, ACT_IP
 from classify cimport classify
@@ -27,6 +27,10 @@ from push cimport push_ip, cut_end
 from mpls_output cimport emit_mpls
 from tx cimport tx_enqueue
 from ctx cimport ctx_t, port_t, drop, clock_now
+
+
+cdef enum:
+    PULLUP = 512               # bytes of a chained packet made contiguous for its headers
 
 
 ctypedef struct flow_burst_t:
@@ -159,8 +163,11 @@ cdef inline uint16_t packet_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, u
         if i + 2 < n:
             rte_prefetch0(dp_mtod(pkts[i + 2]))
         memset(&p, 0, sizeof(pkt_t))
+        if m.nb_segs > 1:                  # a chained (jumbo) packet: headers in place
+            dp_pullup(m, PULLUP)
         p.data = dp_mtod(m)
         p.len = m.data_len
+        p.more = m.pkt_len - m.data_len
         r = classify(c, pt, &p)
         if r == 0:
             if p.act != ACT_IP:
@@ -200,8 +207,11 @@ cdef inline void flow_keys(ctx_t *c, port_t *pt, flow_burst_t *b, rte_mbuf **pkt
             rte_prefetch0(dp_mtod(pkts[i + 2]))
         p = &b.pkt[i]
         memset(p, 0, sizeof(pkt_t))
+        if m.nb_segs > 1:                  # a chained (jumbo) packet: headers in place
+            dp_pullup(m, PULLUP)
         p.data = dp_mtod(m)
         p.len = m.data_len
+        p.more = m.pkt_len - m.data_len
         b.at[i] = -1
         b.res[i] = classify(c, pt, p)
         if b.res[i] == 0 and p.act == ACT_IP and p.l4:

@@ -4,8 +4,8 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_adj, rte_pktmbuf_prepend, rte_pktmbuf_trim
-from includes.rte_ip cimport rte_raw_cksum
-from includes.shim cimport dp_bswap16
+from includes.rte_ip cimport rte_raw_cksum, rte_raw_cksum_mbuf
+from includes.shim cimport dp_bswap16, dp_cut
 from consts cimport *
 from parse cimport pkt_t
 from rewrite cimport nexthop_t, ttl_dec4
@@ -30,14 +30,15 @@ cdef inline void write_push(mpls_t *mp, uint8_t *dst, const nexthop_t *nh, uint3
     if bottom and n:
         dst[4 * n - 2] |= 1        # S: the low bit of an entry's third byte
 
-cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uint32_t tc,
-                             uint32_t h) noexcept nogil:
+cdef inline void write_outer(rte_mbuf *m, uint8_t *d, const nexthop_t *nh, uint32_t rlen,
+                             uint32_t tc, uint32_t h) noexcept nogil:
     """§10.1: Ethernet, outer IPv4/IPv6 and UDP or GRE (a per-next-hop template) in
-    front of the rlen-byte label region that already sits at d + 14 + nh.olen."""
+    front of the rlen-byte label region that already sits at d + 14 + nh.olen (d is m's
+    data; the region may go on in m's later segments)."""
     cdef uint8_t *ip = d + 14
     cdef uint8_t *l4
     cdef uint32_t inner = rlen + (8 if nh.tunnel == TUN_UDP else 4), s
-    cdef uint16_t c
+    cdef uint16_t c, body
     cdef uint8_t ph[40]
     # fixed-size copies (a variable length would be rep movs)
     if nh.v6:
@@ -73,7 +74,11 @@ cdef inline void write_outer(uint8_t *d, const nexthop_t *nh, uint32_t rlen, uin
         ph[32] = 0; ph[33] = 0
         ph[34] = <uint8_t>(inner >> 8); ph[35] = <uint8_t>inner
         ph[36] = 0; ph[37] = 0; ph[38] = 0; ph[39] = 17
-        s = <uint32_t>rte_raw_cksum(ph, 40) + rte_raw_cksum(l4, inner)
+        if m.nb_segs == 1:
+            body = rte_raw_cksum(l4, inner)
+        else:
+            rte_raw_cksum_mbuf(m, 14 + 40, inner, &body)
+        s = <uint32_t>rte_raw_cksum(ph, 40) + body
         s = (s & 0xffff) + (s >> 16)
         s = (s & 0xffff) + (s >> 16)
         c = <uint16_t>~s
@@ -91,9 +96,9 @@ cdef inline uint8_t *reframe(rte_mbuf *m, uint32_t keep, uint32_t hdr) noexcept 
 
 cdef inline void cut_end(rte_mbuf *m, uint32_t end) noexcept nogil:
     """Drop what follows byte `end` (an overlay's Ethernet padding, an IP packet's
-    padding before it goes into a tunnel)."""
-    if end and end < m.data_len:
-        rte_pktmbuf_trim(m, <uint16_t>(m.data_len - end))
+    padding before it goes into a tunnel), in whichever segment it lies."""
+    if end and end < m.pkt_len:
+        dp_cut(m, end)
 
 
 cdef inline bint finish_labelled(ctx_t *c, port_t *pt, rte_mbuf *m, uint8_t *d,
@@ -104,7 +109,7 @@ cdef inline bint finish_labelled(ctx_t *c, port_t *pt, rte_mbuf *m, uint8_t *d,
         drop(pt, m, D_UNSUPPORTED)
         return 0
     if nh.tunnel != TUN_NONE:
-        write_outer(d, nh, m.data_len - 14 - nh.olen, tc, h)
+        write_outer(m, d, nh, m.pkt_len - 14 - nh.olen, tc, h)
     else:
         memcpy(d, nh.eth, 12)
         d[12] = 0x88

@@ -22,3 +22,5 @@ cdef extern from "rte_mbuf.h" nogil:
     char *rte_pktmbuf_prepend(rte_mbuf *m, uint16_t len)
     int rte_pktmbuf_trim(rte_mbuf *m, uint16_t len)
     uint16_t rte_pktmbuf_headroom(const rte_mbuf *m)
+    uint16_t rte_pktmbuf_tailroom(const rte_mbuf *m)
+    int rte_pktmbuf_chain(rte_mbuf *head, rte_mbuf *tail)

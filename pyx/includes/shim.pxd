@@ -13,3 +13,5 @@ cdef extern from "shim.h" nogil:
     uint32_t dp_bswap32(uint32_t x)
     void *dp_ptr_get(void **p)
     void dp_ptr_set(void **p, void *v)
+    void dp_cut(rte_mbuf *m, uint32_t end)
+    void dp_pullup(rte_mbuf *m, uint32_t want)
