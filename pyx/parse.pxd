@@ -53,7 +53,7 @@ cdef inline uint32_t rd32(const uint8_t *p) noexcept nogil:
 
 cdef inline int short_of(const pkt_t *p, uint32_t need, uint32_t avail) noexcept nogil:
     """A header needs `need` bytes and `avail` are readable: truncated, or split_headers
-    when the packet's later segments hold the rest (docs/packet-path.md §7)."""
+    when the packet's later segments hold the rest (docs/packet-path.md §6)."""
     return D_SPLIT_HEADERS if need <= avail + p.more else D_TRUNCATED
 
 cdef inline uint32_t l4_need(uint8_t proto, bint v6) noexcept nogil:

@@ -1,4 +1,4 @@
-"""Packets in more than one mbuf (docs/packet-path.md §7): a jumbo frame as a PMD
+"""Packets in more than one mbuf (docs/packet-path.md §6): a jumbo frame as a PMD
 receives it, a chain of segments. Lengths (IP total length checks, trims, tunnel
 lengths, checksums) count every segment; reads of headers stay in the first one, and a
 header that continues into the second drops as `split_headers`.
