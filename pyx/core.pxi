@@ -52,12 +52,8 @@ cdef class Tables:
     def __cinit__(self):
         self.launched = []
         self.flow_memory = []
-        self.t = <tables_t *>calloc(1, sizeof(tables_t))
-        if self.t == NULL:
-            raise MemoryError()
-        self.t.mpls = <mpls_t *>calloc(1, sizeof(mpls_t))
-        if self.t.mpls == NULL:
-            raise MemoryError()
+        self.t = <tables_t *>check_alloc(calloc(1, sizeof(tables_t)), "tables")
+        self.t.mpls = <mpls_t *>check_alloc(calloc(1, sizeof(mpls_t)), "MPLS tables")
         self.shared.current = self.t
 
     def __init__(self, compiled, int workers=1, drain_us=100):
@@ -72,7 +68,7 @@ cdef class Tables:
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"1 to {MAX_WORKERS} workers, got {workers}")
         if posix_memalign(&mem, 64, sz) != 0:
-            raise MemoryError()
+            fail(f"RCU state for {workers} workers", ENOMEM)
         memset(mem, 0, sz)
         self.shared.rcu = <rte_rcu_qsbr *>mem
         check(rte_rcu_qsbr_init(self.shared.rcu, workers), "rte_rcu_qsbr_init", True)
@@ -80,9 +76,8 @@ cdef class Tables:
             check(rte_rcu_qsbr_thread_register(self.shared.rcu, i),
                   "rte_rcu_qsbr_thread_register", True)
         for i in range(workers):
-            c = self.w[i] = <ctx_t *>calloc(1, sizeof(ctx_t))
-            if c == NULL:
-                raise MemoryError()
+            c = self.w[i] = <ctx_t *>check_alloc(calloc(1, sizeof(ctx_t)),
+                                                 f"worker {i} context")
             self.nworkers = i + 1
             c.worker = i
             c.shared = &self.shared
@@ -93,9 +88,8 @@ cdef class Tables:
             c.on_decap = decap_cb
             c.on_mpls = emit_mpls_cb
             c.on_push = push_cb
-            c.frag = <frag_table_t *>calloc(1, sizeof(frag_table_t))
-            if c.frag == NULL:
-                raise MemoryError()
+            c.frag = <frag_table_t *>check_alloc(calloc(1, sizeof(frag_table_t)),
+                                                 f"worker {i} fragment table")
             c.frag.timeout_tsc = rte_get_tsc_hz() * 2
             c.entropy_fields = compiled.entropy_fields
             key_mask4(c.entropy_fields, c.entropy_mask4)
@@ -103,16 +97,16 @@ cdef class Tables:
                 load_port(&c.ports[p.index], p)
         self._load_nexthops(compiled.nexthops)
         self.ngroups = len(compiled.groups)
-        self.t.groups = <group_t *>calloc(max(1, self.ngroups), sizeof(group_t))
+        self.t.groups = <group_t *>check_alloc(calloc(max(1, self.ngroups), sizeof(group_t)),
+                                               f"{self.ngroups} groups")
         for g in compiled.groups:
             self.set_group(g)
         self._load_vrfs(compiled.vrf_names, compiled.routes)
         self._load_mpls(compiled.mpls)
         for i in range(workers):
-            self.w[i].member_pkts = <uint64_t *>calloc(max(1, self.ngroups) * MAX_MEMBERS,
-                                                       sizeof(uint64_t))
-            if self.w[i].member_pkts == NULL:
-                raise MemoryError()
+            self.w[i].member_pkts = <uint64_t *>check_alloc(
+                calloc(max(1, self.ngroups) * MAX_MEMBERS, sizeof(uint64_t)),
+                f"worker {i} member counters")
         for i in range(workers):
             self.flow_memory.append(FlowMemory())
             if compiled.flow_table is not None:
@@ -134,9 +128,8 @@ cdef class Tables:
 
     cdef _load_nexthops(self, list nexthops):
         self.nnhs = len(nexthops)
-        self.t.nhs = <nexthop_t *>calloc(max(1, self.nnhs), sizeof(nexthop_t))
-        if self.t.nhs == NULL:
-            raise MemoryError()
+        self.t.nhs = <nexthop_t *>check_alloc(calloc(max(1, self.nnhs), sizeof(nexthop_t)),
+                                              f"{self.nnhs} next hops")
         for i, n in enumerate(nexthops):
             load_nexthop(&self.t.nhs[i], n)
 
@@ -151,9 +144,7 @@ cdef class Tables:
             return
         if n > NH_GROUP:
             raise ValueError("too many next hops")
-        arr = <nexthop_t *>calloc(n, sizeof(nexthop_t))
-        if arr == NULL:
-            raise MemoryError()
+        arr = <nexthop_t *>check_alloc(calloc(n, sizeof(nexthop_t)), f"{n} next hops")
         memcpy(arr, self.t.nhs, self.nnhs * sizeof(nexthop_t))
         try:
             for i, nh in enumerate(nexthops):
@@ -186,7 +177,8 @@ cdef class Tables:
         mp.pipe = spec.pipe
         mp.tun_family = spec.tun_family
         memcpy(mp.tun_addr, <const char *>a, len(a))
-        mp.pws = <pw_t *>calloc(max(1, len(spec.pws)), sizeof(pw_t))
+        mp.pws = <pw_t *>check_alloc(calloc(max(1, len(spec.pws)), sizeof(pw_t)),
+                                     f"{len(spec.pws)} pseudowires")
         for i, pw in enumerate(spec.pws):
             mp.pws[i].ac_port = pw.ac_port
             mp.pws[i].label = pw.label
@@ -204,7 +196,8 @@ cdef class Tables:
         hp.socket_id = rte_socket_id()
         mp.lfib = <rte_hash *>check_ptr(rte_hash_create(&hp),
                                         f"rte_hash_create(lfib, {hp.entries} entries)")
-        mp.entries = <lfib_entry_t *>calloc(hp.entries, sizeof(lfib_entry_t))
+        mp.entries = <lfib_entry_t *>check_alloc(calloc(hp.entries, sizeof(lfib_entry_t)),
+                                                 f"LFIB ({hp.entries} entries)")
         for rule in spec.lfib:
             label = rule.label
             pos = check(rte_hash_add_key(mp.lfib, &label), f"LFIB: add label {label}")
@@ -222,7 +215,8 @@ cdef class Tables:
     cdef _load_vrfs(self, list names, list routes):
         self.nvrfs = len(names)
         self.vrf_names = list(names)
-        self.t.vrfs = <vrf_t *>calloc(max(1, self.nvrfs), sizeof(vrf_t))
+        self.t.vrfs = <vrf_t *>check_alloc(calloc(max(1, self.nvrfs), sizeof(vrf_t)),
+                                           f"{self.nvrfs} VRFs")
         for i in range(self.nvrfs):
             self.t.vrfs[i].default4 = self.t.vrfs[i].default6 = NH_NONE
             self._build_vrf(&self.t.vrfs[i], i, routes[i])
@@ -277,9 +271,7 @@ cdef class Tables:
 
     cdef tables_t *_next_version(self) except NULL:
         """A copy of the current version's table pointers, to change and publish."""
-        cdef tables_t *nt = <tables_t *>malloc(sizeof(tables_t))
-        if nt == NULL:
-            raise MemoryError()
+        cdef tables_t *nt = <tables_t *>check_alloc(malloc(sizeof(tables_t)), "table version")
         memcpy(nt, self.t, sizeof(tables_t))
         nt.version = self.t.version + 1
         return nt
@@ -324,15 +316,14 @@ cdef class Tables:
         if any(not 0 <= nh < self.nnhs for nh in g.member_nh):
             raise ValueError("bad member next hop")
         if len(tb):                    # an empty table: every member drained
-            nb = <uint16_t *>malloc(len(tb) * sizeof(uint16_t))
-            if nb == NULL:
-                raise MemoryError()
+            nb = <uint16_t *>check_alloc(malloc(len(tb) * sizeof(uint16_t)),
+                                         f"group {index} buckets")
             memcpy(nb, &tb[0], len(tb) * sizeof(uint16_t))
         if self.live:
             arr = <group_t *>malloc(self.ngroups * sizeof(group_t))
             if arr == NULL:
                 free(nb)
-                raise MemoryError()
+                fail(f"{self.ngroups} groups", ENOMEM)
             memcpy(arr, self.t.groups, self.ngroups * sizeof(group_t))
         grp = &arr[index]
         old_buckets = grp.buckets
@@ -374,7 +365,7 @@ cdef class Tables:
         arr = <vrf_t *>malloc(max(1, self.nvrfs) * sizeof(vrf_t))
         if arr == NULL:
             free_vrf(&nv)
-            raise MemoryError()
+            fail(f"{self.nvrfs} VRFs", ENOMEM)
         memcpy(arr, self.t.vrfs, self.nvrfs * sizeof(vrf_t))
         old = arr[index]
         arr[index] = nv

@@ -62,7 +62,8 @@ cdef flow_table_create(flow_table_t *ft, spec, int w, FlowMemory fm):
     ft.entries = <flow_entry_t *>thp_map(hp.entries * sizeof(flow_entry_t))
     ft.emc = <emc_slot_t *>thp_map(EMC_SLOTS * sizeof(emc_slot_t))
     if ft.entries == NULL or ft.emc == NULL:
-        raise MemoryError("flow table entries")
+        fail(f"flow table entries of worker {w} "
+             f"(≈{(hp.entries * sizeof(flow_entry_t)) >> 20} MiB on huge pages)", ENOMEM)
     ft.capacity = spec.entries
     ft.slots = hp.entries
     ft.idle_tsc = <uint64_t>(spec.idle_timeout * rte_get_tsc_hz())

@@ -48,7 +48,8 @@ from includes.rte_malloc cimport (rte_malloc_heap_create, rte_malloc_heap_destro
 from includes.rte_ring cimport rte_ring, rte_ring_create, rte_ring_free, RING_F_SP_ENQ, RING_F_SC_DEQ
 from includes.rte_eth_ring cimport rte_eth_from_rings
 from includes.shim cimport dp_mtod, dp_tx_buffer_size, dp_flag_get, dp_flag_set, dp_ptr_set
-from errors cimport check, check_ptr
+from errors cimport check, check_ptr, check_alloc, fail
+from libc.errno cimport ENOMEM, EINVAL, EALREADY, ENOBUFS
 from consts cimport *
 from thp cimport thp_map, thp_unmap, thp_size, HUGE_PAGE
 from rss cimport RSS_SYMMETRIC_KEY
@@ -154,7 +155,7 @@ cdef class Core(Tables):
             raise dataplane_error(
                 f"port index {index}: device {dev_name} has "
                 f"{info.max_rx_queues} RX / {info.max_tx_queues} TX queues, {nq} workers "
-                "need one each (net_pcap: one rx_pcap= and tx_pcap= per worker)", 22,
+                "need one each (net_pcap: one rx_pcap= and tx_pcap= per worker)", EINVAL,
                 "Invalid argument")
         memset(&conf, 0, sizeof(conf))
         rss = RSS_HF & info.flow_type_rss_offloads
@@ -178,7 +179,8 @@ cdef class Core(Tables):
                   f"rte_eth_tx_queue_setup({dev_name}) of queue {q}")
         for q in range(nq):
             pt = &self.w[q].ports[index]
-            pt.txb = <rte_eth_dev_tx_buffer *>calloc(1, dp_tx_buffer_size(BURST))
+            pt.txb = <rte_eth_dev_tx_buffer *>check_alloc(
+                calloc(1, dp_tx_buffer_size(BURST)), f"TX buffer of {dev_name} queue {q}")
             check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
             check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
                   f"rte_eth_tx_buffer_set_err_callback({dev_name})")
@@ -204,17 +206,26 @@ cdef class Core(Tables):
     def close_ports(self):
         """Stop and close every bound port (the workers must be stopped)."""
         cdef port_t *pt
+        cdef int rc
+        failed = []
         for i in range(self.w[0].nports):
             pt = &self.w[0].ports[i]
             if pt.bound:
-                rte_eth_dev_stop(pt.port_id)
-                rte_eth_dev_close(pt.port_id)
+                # every port is stopped and closed; the first failure is raised after
+                rc = rte_eth_dev_stop(pt.port_id)
+                if rc < 0:
+                    failed.append((f"rte_eth_dev_stop(port {i})", -rc))
+                rc = rte_eth_dev_close(pt.port_id)
+                if rc < 0:
+                    failed.append((f"rte_eth_dev_close(port {i})", -rc))
             for q in range(self.nworkers):
                 pt = &self.w[q].ports[i]
                 pt.bound = 0
                 pt.rx = 0
                 free(pt.txb)
                 pt.txb = NULL
+        if failed:
+            fail(failed[0][0], failed[0][1])
 
     def launch(self, lcores):
         """Start worker w's poll loop on lcores[w] (an int: one worker)."""

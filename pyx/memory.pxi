@@ -12,12 +12,11 @@ def eal_init(list args):
     """Initialize EAL once per process with argv `args` (args[0] is the program name)."""
     global _eal_ready
     if _eal_ready:
-        from dataplane.errors import DataplaneError
-        raise DataplaneError("rte_eal_init: EAL is already initialized in this process", 114,
-                             "Operation already in progress")
+        fail("rte_eal_init: EAL is already initialized in this process", EALREADY)
     cdef list enc = [a.encode() for a in args]
     cdef int argc = len(enc), i
-    cdef char **argv = <char **>malloc((argc + 1) * sizeof(char *))
+    cdef char **argv = <char **>check_alloc(malloc((argc + 1) * sizeof(char *)),
+                                            "rte_eal_init argv")
     for i in range(argc):
         argv[i] = enc[i]
     argv[argc] = NULL
@@ -54,9 +53,8 @@ cdef int thp_heap(bytes name, size_t want, str what, void **mem, size_t *size,
             if line.startswith("MemAvailable:"):
                 avail = int(line.split()[1]) << 10
     if avail and n + extra > avail:
-        from dataplane.errors import DataplaneError
-        raise DataplaneError(f"{what}: {(n + extra) >> 20} MiB on huge pages, {avail >> 20} MiB "
-                             "available", 12, "Cannot allocate memory")
+        fail(f"{what}: {(n + extra) >> 20} MiB on huge pages, {avail >> 20} MiB available",
+             ENOMEM)
     mem[0] = thp_map(n)
     if mem[0] == NULL:
         from dataplane.errors import DataplaneError
@@ -106,7 +104,7 @@ cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port,
         for f in frames:
             pkts[n] = rte_pktmbuf_alloc(_pool)
             if pkts[n] == NULL:
-                raise MemoryError("mbuf pool exhausted")
+                fail("mbuf pool exhausted (tests: Core.process)", ENOBUFS)
             n += 1
             pkts[n - 1].port = in_port
             off = 0
@@ -128,7 +126,7 @@ cdef uint16_t fill_burst(rte_mbuf **pkts, list frames, uint16_t in_port,
                     break
                 t = rte_pktmbuf_alloc(_pool)
                 if t == NULL:
-                    raise MemoryError("mbuf pool exhausted")
+                    fail("mbuf pool exhausted (tests: Core.process)", ENOBUFS)
     except BaseException:
         for j in range(n):
             rte_pktmbuf_free(pkts[j])

@@ -345,13 +345,10 @@ def telemetry_attach(Tables core, ports, groups=(), counters=None, node=""):
     if len(counters) != N_COUNTERS:
         raise ValueError(f"{len(counters)} counter names for {N_COUNTERS} slots")
     _tel_register()
-    s = <tel_src_t *>calloc(1, sizeof(tel_src_t))
-    if s == NULL:
-        raise MemoryError()
+    s = <tel_src_t *>check_alloc(calloc(1, sizeof(tel_src_t)), "telemetry source")
     try:
-        s.groups = <tel_group_t *>calloc(max(1, len(groups)), sizeof(tel_group_t))
-        if s.groups == NULL:
-            raise MemoryError()
+        s.groups = <tel_group_t *>check_alloc(
+            calloc(max(1, len(groups)), sizeof(tel_group_t)), "telemetry groups")
         s.nworkers = core.nworkers
         for i in range(core.nworkers):
             s.w[i] = core.w[i]

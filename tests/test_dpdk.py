@@ -679,7 +679,7 @@ def test_error_vdev_cannot_be_created(tmp_path):
     cfg = error_config(tmp_path, "net_pcap0,rx_pcap=/nonexistent.pcap")
     r = dataplane("run", cfg, "--duration", 1)
     line = assert_one_error(r, 3, "'net_pcap0,rx_pcap=/nonexistent.pcap'",
-                            "No such device (errno 19)")
+                            "No such device (ENODEV, errno 19)")
     assert line.startswith("error: port p0: DPDK could not create device net_pcap0 ")
     # the driver's own reason precedes it in the EAL log
     assert "/nonexistent.pcap" in r.stderr.split(line)[0]
@@ -687,7 +687,7 @@ def test_error_vdev_cannot_be_created(tmp_path):
 
 def test_error_bad_eal_argument(tmp_path):
     r = dataplane("run", error_config(tmp_path), "--duration", 1, "--", "--no-such-option")
-    assert_one_error(r, 3, "rte_eal_init(", "--no-such-option", "Invalid argument (errno 22)")
+    assert_one_error(r, 3, "rte_eal_init(", "--no-such-option", "Invalid argument (EINVAL, errno 22)")
 
 
 def test_error_mempool_too_big(tmp_path):
@@ -696,7 +696,7 @@ def test_error_mempool_too_big(tmp_path):
     cfg = error_config(tmp_path, eal={"mbufs": 100_000_000})
     r = dataplane("run", cfg, "--duration", 1)
     assert_one_error(r, 3, "mbuf pool dp_mbufs (n=100000000)", "MiB available",
-                     "Cannot allocate memory (errno 12)")
+                     "Cannot allocate memory (ENOMEM, errno 12)")
 
 
 def test_error_flow_table_too_big(tmp_path):
@@ -706,13 +706,13 @@ def test_error_flow_table_too_big(tmp_path):
     doc["flow_table"] = {"entries": 1 << 30}          # ≈ 300 GiB
     r = dataplane("run", write_config(tmp_path / "ft.yaml", doc), "--duration", 1)
     assert_one_error(r, 3, f"flow table ({1 << 30} flows)", "MiB available",
-                     "Cannot allocate memory (errno 12)")
+                     "Cannot allocate memory (ENOMEM, errno 12)")
 
 
 def test_error_eal_memory_too_small(tmp_path):
     cfg = error_config(tmp_path, eal={"memory_mb": 64, "mbufs": 100_000})
     r = dataplane("run", cfg, "--duration", 1)
-    assert_one_error(r, 3, "rte_lpm_create(vrf default)", "Cannot allocate memory (errno 12)")
+    assert_one_error(r, 3, "rte_lpm_create(vrf default)", "Cannot allocate memory (ENOMEM, errno 12)")
 
 
 def test_error_infinite_rx_needs_more_mbufs(tmp_path):
