@@ -37,7 +37,7 @@ from dataplane.trex.library import TrexError, load_streams
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "trex_profiles"
 CONFIGS = PROFILES / "configs"
-PROFILE_NAMES = sorted(p.stem for p in PROFILES.glob("*.py"))
+PROFILE_NAMES = sorted(p.stem for p in PROFILES.glob("*.py") if p.stem != "trex_common")
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 
 TREX_MAC = "02:00:00:00:10:%02x"        # TRex port i: ...:(i + 1)

@@ -30,34 +30,15 @@ each). Direction 1 (into p1, the mirrored rule there) aggregates the same way.
 Tunables: --sessions N (1000), --clients N (1), --size BYTES (128, at least 60),
 --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, ip2int, parse_args,
+                         profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 CLIENT, SERVER, SSH = "16.0.0.1", "48.0.0.22", 22
 FIRST_PORT = 1024
 MAX_SESSIONS = 65535 - FIRST_PORT + 1
 MAX_CLIENTS = 65536
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 class FatFlowSsh(object):
@@ -66,24 +47,15 @@ class FatFlowSsh(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="TCP sessions to port 22 from many client ports",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "TCP sessions to port 22 from many client ports")
         p.add_argument("--sessions", type=int, default=1000,
                        help="client source ports 1024, 1025, ...")
         p.add_argument("--clients", type=int, default=1, help="client addresses")
-        p.add_argument("--size", type=int, default=128, help="frame size without FCS")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.sessions <= MAX_SESSIONS:
-            p.error("--sessions must be from 1 to %d, got %d" % (MAX_SESSIONS, args.sessions))
-        if not 1 <= args.clients <= MAX_CLIENTS:
-            p.error("--clients must be from 1 to %d, got %d" % (MAX_CLIENTS, args.clients))
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        add_size(p, 128)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--sessions", args.sessions, 1, MAX_SESSIONS)
+        check_range(p, "--clients", args.clients, 1, MAX_CLIENTS)
+        check_macs(p, args)
 
         if direction == 0:         # client -> server
             ip = IP(src=CLIENT, dst=SERVER, ttl=64)
@@ -95,10 +67,8 @@ class FatFlowSsh(object):
             tcp = TCP(sport=SSH, dport=FIRST_PORT, flags="PA", seq=2000, ack=1000,
                       window=65535)
             client_addr, client_port = "IP.dst", "TCP.dport"
-        base = Ether(src=args.src_mac, dst=args.dst_mac) / ip / tcp
-        if args.size < max(60, len(base)):
-            p.error("--size must be at least %d, got %d" % (max(60, len(base)), args.size))
-        pkt = base / Raw(b"\x00" * (args.size - len(base)))
+        base = ether(args) / ip / tcp
+        pkt = sized(p, base, args.size)
 
         vm = STLVM()
         vm.var(name="session", min_value=FIRST_PORT,

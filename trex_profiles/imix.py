@@ -26,35 +26,16 @@ flow has the same size mix.
 
 Tunables: --flows N (1000), --src-mac, --dst-mac. (IMIX sizes are fixed: no --size.)
 """
-import argparse
-import os
-import re
-
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (check_macs, check_range, ether, ip2int, padded, parse_args,
+                         profile_args)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # (first source, destination) per direction: 1 swaps the client and server roles
 ROLES = {0: ("16.0.0.1", "48.0.0.16"), 1: ("48.0.0.1", "16.0.0.16")}
 MAX_FLOWS = (1 << 24) - 2
 # frame size without FCS, packets per second (the ratio is what counts: -m scales it)
 IMIX = [(60, 28), (590, 16), (1514, 4)]
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 class Imix(object):
@@ -63,23 +44,14 @@ class Imix(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="IMIX 60/590/1514 bytes at 28:16:4 over --flows flows",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "IMIX 60/590/1514 bytes at 28:16:4 over --flows flows")
         p.add_argument("--flows", type=int, default=1000, help="distinct 5-tuples")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
-        base = (Ether(src=args.src_mac, dst=args.dst_mac) /
-                IP(src=src, dst=dst, ttl=64) / UDP(sport=49152, dport=5001))
+        base = ether(args) / IP(src=src, dst=dst, ttl=64) / UDP(sport=49152, dport=5001)
         streams = []
         for size, pps in IMIX:
             vm = STLVM()
@@ -91,7 +63,7 @@ class Imix(object):
                           mask=0x3FFF)
             vm.fix_chksum_hw(l3_offset="IP", l4_offset="UDP",
                              l4_type=CTRexVmInsFixHwCs.L4_TYPE_UDP)
-            pkt = base / Raw(b"\x00" * (size - len(base)))
+            pkt = padded(base, size)
             streams.append(STLStream(name="imix_%d" % size,
                                      packet=STLPktBuilder(pkt=pkt, vm=vm),
                                      mode=STLTXCont(pps=pps)))

@@ -46,35 +46,17 @@ so most datagrams are split over two members (measured with the defaults: 750 of
 Tunables: --flows N (16), --datagram BYTES (4000, UDP header included), --mtu BYTES
 (1500), --reverse, --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Padding, Raw
+from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (MIN_FRAME, check_macs, check_range, ether, ether_padded, ip2int,
+                         parse_args, profile_args)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # (first source, destination) per direction: 1 swaps the client and server roles
 ROLES = {0: ("16.0.0.1", "48.0.0.1"), 1: ("48.0.0.1", "16.0.0.1")}
 PPS = 1000
 MAX_FRAGMENTS = 64
 MAX_FLOWS = 16384
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 class IpFragments(object):
@@ -83,23 +65,16 @@ class IpFragments(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="IPv4 fragments of --datagram-byte UDP datagrams",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "IPv4 fragments of --datagram-byte UDP datagrams")
         p.add_argument("--flows", type=int, default=16, help="UDP flows (5-tuples)")
         p.add_argument("--datagram", type=int, default=4000,
                        help="UDP datagram length, 8-byte header included")
         p.add_argument("--mtu", type=int, default=1500, help="largest fragment (IP bytes)")
         p.add_argument("--reverse", action="store_true",
                        help="send each datagram's fragments last first")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
-        if not 68 <= args.mtu <= 9000:
-            p.error("--mtu must be from 68 to 9000, got %d" % args.mtu)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
+        check_range(p, "--mtu", args.mtu, 68, 9000)
         chunk = (args.mtu - 20) // 8 * 8
         if not chunk < args.datagram <= 65507:
             p.error("--datagram must be above one fragment's %d bytes and at most 65507 "
@@ -108,12 +83,10 @@ class IpFragments(object):
         if count > MAX_FRAGMENTS:
             p.error("--datagram %d at --mtu %d makes %d fragments, at most %d"
                     % (args.datagram, args.mtu, count, MAX_FRAGMENTS))
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
-        eth = Ether(src=args.src_mac, dst=args.dst_mac)
+        eth = ether(args)
         payload = bytes(bytearray(i & 0xFF for i in range(args.datagram - 8)))
         streams = []
         for k in range(count):
@@ -126,8 +99,7 @@ class IpFragments(object):
             else:
                 l4 = Raw(payload[k * chunk - 8:(k + 1) * chunk - 8])
             pkt = eth / ip / l4
-            if len(pkt) < 60:
-                pkt = pkt / Padding(b"\x00" * (60 - len(pkt)))
+            pkt = ether_padded(pkt, MIN_FRAME)
 
             vm = STLVM()
             vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")

@@ -25,29 +25,15 @@ member, each member 25 % +- 3 % of the flows (hop limit 63 on the way out).
 
 Tunables: --flows N (1000), --size BYTES (128, at least 62), --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, parse_args,
+                         profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # (first source, destination) per direction: 1 swaps the client and server roles
 ROLES = {0: ("2001:db8:16::1", "2001:db8:48::10"), 1: ("2001:db8:48::1", "2001:db8:16::10")}
 MAX_FLOWS = (1 << 32) - 2
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
 
 
 class Ipv6Flows(object):
@@ -56,27 +42,17 @@ class Ipv6Flows(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="IPv6 UDP 5-tuple scale: --flows flows of --size bytes",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "IPv6 UDP 5-tuple scale: --flows flows of --size bytes")
         p.add_argument("--flows", type=int, default=1000, help="distinct 5-tuples")
-        p.add_argument("--size", type=int, default=128, help="frame size without FCS")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        add_size(p, 128)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
-        base = (Ether(src=args.src_mac, dst=args.dst_mac) /
-                IPv6(src=src, dst=dst, hlim=64, fl=0) / UDP(sport=49152, dport=5001))
-        if args.size < max(60, len(base)):
-            p.error("--size must be at least %d, got %d" % (max(60, len(base)), args.size))
-        pkt = base / Raw(b"\x00" * (args.size - len(base)))
+        base = (ether(args) / IPv6(src=src, dst=dst, hlim=64, fl=0) /
+                UDP(sport=49152, dport=5001))
+        pkt = sized(p, base, args.size)
 
         vm = STLVM()
         vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")

@@ -36,36 +36,17 @@ frame: the inner header plays no part. No flow entries: a swap keeps no state.
 Tunables: --flows N (1000), --size BYTES (128, at least 60), --label L (16001),
 --fixed-inner, --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, ip2int, parse_args,
+                         profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # (first source, destination) per direction: 1 swaps the client and server roles
 ROLES = {0: ("16.0.0.1", "48.0.0.1"), 1: ("48.0.0.1", "16.0.0.1")}
 ELI = 7
 EL_BASE = 65536
 MAX_FLOWS = (1 << 20) - EL_BASE
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 class LsrEntropy(object):
@@ -74,35 +55,24 @@ class LsrEntropy(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="[transport][ELI 7][EL] over IPv4/UDP, EL per flow",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "[transport][ELI 7][EL] over IPv4/UDP, EL per flow")
         p.add_argument("--flows", type=int, default=1000, help="flows (one EL each)")
-        p.add_argument("--size", type=int, default=128, help="frame size without FCS")
+        add_size(p, 128)
         p.add_argument("--label", type=int, default=16001, help="transport label (top)")
         p.add_argument("--fixed-inner", action="store_true",
                        help="one inner 5-tuple for all flows: only the EL varies")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
-        if not 16 <= args.label <= 0xFFFFF:
-            p.error("--label must be from 16 to 1048575, got %d" % args.label)
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
+        check_range(p, "--label", args.label, 16, 0xFFFFF)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
-        base = (Ether(src=args.src_mac, dst=args.dst_mac) /
+        base = (ether(args) /
                 MPLS(label=args.label, cos=0, s=0, ttl=64) /
                 MPLS(label=ELI, cos=0, s=0, ttl=0) /
                 MPLS(label=EL_BASE, cos=0, s=1, ttl=0) /
                 IP(src=src, dst=dst, ttl=64) / UDP(sport=49152, dport=5001))
-        if args.size < max(60, len(base)):
-            p.error("--size must be at least %d, got %d" % (max(60, len(base)), args.size))
-        pkt = base / Raw(b"\x00" * (args.size - len(base)))
+        pkt = sized(p, base, args.size)
 
         vm = STLVM()
         vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")

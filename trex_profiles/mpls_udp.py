@@ -39,35 +39,18 @@ Tunables: --flows N (1000), --size BYTES (128, at least 60), --tunnel-address A
 (192.0.2.1), --remote A (203.0.113.9), --label L (300), --src-mac, --dst-mac.
 """
 import argparse
-import os
-import re
 import socket
 
 from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, ip2int, parse_args,
+                         profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # inner (first source, destination) per direction: 1 swaps the client and server roles
 ROLES = {0: ("16.0.0.1", "48.0.0.16"), 1: ("48.0.0.1", "16.0.0.16")}
 MPLS_UDP_PORT = 6635
 MAX_FLOWS = (1 << 24) - 2
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 def ipv4(text):
@@ -84,38 +67,27 @@ class MplsUdp(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="MPLS-over-UDP (dst port 6635) with inner IPv4 flows",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "MPLS-over-UDP (dst port 6635) with inner IPv4 flows")
         p.add_argument("--flows", type=int, default=1000, help="inner 5-tuples")
-        p.add_argument("--size", type=int, default=128, help="frame size without FCS")
+        add_size(p, 128)
         p.add_argument("--tunnel-address", type=ipv4, default="192.0.2.1",
                        help="outer destination: the pairing config's node.tunnel_address")
         p.add_argument("--remote", type=ipv4, default="203.0.113.9",
                        help="outer source: the remote tunnel endpoint")
         p.add_argument("--label", type=int, default=300,
                        help="service label (the config's pop-lookup label)")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
-        if not 16 <= args.label <= 0xFFFFF:
-            p.error("--label must be from 16 to 1048575, got %d" % args.label)
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
+        check_range(p, "--label", args.label, 16, 0xFFFFF)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
-        base = (Ether(src=args.src_mac, dst=args.dst_mac) /
+        base = (ether(args) /
                 IP(src=args.remote, dst=args.tunnel_address, ttl=64, id=0, flags="DF") /
                 UDP(sport=49152, dport=MPLS_UDP_PORT, chksum=0) /
                 MPLS(label=args.label, cos=0, s=1, ttl=64) /
                 IP(src=src, dst=dst, ttl=64) / UDP(sport=49152, dport=5001))
-        if args.size < max(60, len(base)):
-            p.error("--size must be at least %d, got %d" % (max(60, len(base)), args.size))
-        pkt = base / Raw(b"\x00" * (args.size - len(base)))
+        pkt = sized(p, base, args.size)
 
         vm = STLVM()
         vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")

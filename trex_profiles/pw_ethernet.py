@@ -41,19 +41,13 @@ dropped, labels swapped, inner frames untouched:
 Tunables: --cw / --no-cw, --fat, --macs 4,6, --flows N (64), --size BYTES (128),
 --label L (16001; 0 = none), --pw-label L (500), --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.contrib.mpls import MPLS, EoMCW
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, ip2int, parse_args,
+                         profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 INNER_DST = {"4": "48:2c:a0:00:00:01", "6": "64:00:6a:00:00:01"}
 INNER_SRC = "00:00:0c:06:00:02"
 # inner (first source, destination) per direction: 1 swaps them
@@ -62,27 +56,13 @@ FAT_BASE = 65536
 MAX_FLOWS = 65535
 
 
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
-
-
 class PwEthernet(object):
     """Ethernet PW frames, with or without a control word, for a transit LSR."""
 
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="Ethernet pseudowire frames, inner dst MAC 4x:/6x:",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "Ethernet pseudowire frames, inner dst MAC 4x:/6x:")
         p.add_argument("--cw", dest="cw", action="store_true", default=False,
                        help="put the 4-byte control word (00 00 00 00) after the labels")
         p.add_argument("--no-cw", dest="cw", action="store_false",
@@ -92,31 +72,24 @@ class PwEthernet(object):
         p.add_argument("--macs", default="4,6",
                        help="first nibbles of the inner destination MAC, one stream each")
         p.add_argument("--flows", type=int, default=64, help="inner flows per stream")
-        p.add_argument("--size", type=int, default=128, help="frame size without FCS")
+        add_size(p, 128)
         p.add_argument("--label", type=int, default=16001,
                        help="transport label on top (0: none, the PW label is on top)")
         p.add_argument("--pw-label", type=int, default=500, help="pseudowire label")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
+        args = parse_args(p, tunables, port_id)
         macs = [m.strip() for m in args.macs.split(",") if m.strip()]
         if not macs or any(m not in INNER_DST for m in macs) or len(set(macs)) < len(macs):
             p.error("--macs must list 4 and/or 6 once each, got %r" % args.macs)
-        if not 1 <= args.flows <= MAX_FLOWS:
-            p.error("--flows must be from 1 to %d, got %d" % (MAX_FLOWS, args.flows))
+        check_range(p, "--flows", args.flows, 1, MAX_FLOWS)
         if args.label != 0 and not 16 <= args.label <= 0xFFFFF:
             p.error("--label must be 0 or from 16 to 1048575, got %d" % args.label)
-        if not 16 <= args.pw_label <= 0xFFFFF:
-            p.error("--pw-label must be from 16 to 1048575, got %d" % args.pw_label)
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        check_range(p, "--pw-label", args.pw_label, 16, 0xFFFFF)
+        check_macs(p, args)
 
         src, dst = ROLES[1 if direction else 0]
         streams = []
         for nibble in macs:
-            outer = Ether(src=args.src_mac, dst=args.dst_mac)
+            outer = ether(args)
             if args.label:
                 outer = outer / MPLS(label=args.label, cos=0, s=0, ttl=255)
             outer = outer / MPLS(label=args.pw_label, cos=0, s=0 if args.fat else 1, ttl=255)
@@ -127,10 +100,7 @@ class PwEthernet(object):
             base = outer / (Ether(dst=INNER_DST[nibble], src=INNER_SRC, type=0x0800) /
                             IP(src=src, dst=dst, ttl=64, id=0) /
                             UDP(sport=49152, dport=5001))
-            if args.size < max(60, len(base)):
-                p.error("--size must be at least %d, got %d"
-                        % (max(60, len(base)), args.size))
-            pkt = base / Raw(b"\x00" * (args.size - len(base)))
+            pkt = sized(p, base, args.size)
 
             vm = STLVM()
             vm.var(name="flow", min_value=0, max_value=args.flows - 1, size=4, op="inc")

@@ -34,35 +34,16 @@ forwarded statelessly and only counted.
 Tunables: --established N (16; 0: SYN flood only), --size BYTES (60, at least 60),
 --syn-delay-ms MS (50), --src-mac, --dst-mac.
 """
-import argparse
-import os
-import re
-
 from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
-from scapy.packet import Padding, Raw
 from trex.stl.api import (CTRexVmInsFixHwCs, STLPktBuilder, STLStream, STLTXCont, STLVM)
+from trex_common import (add_size, check_macs, check_range, ether, ether_padded, ip2int,
+                         parse_args, profile_args, sized)
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-TREX_MAC = "02:00:00:00:10:%02x"       # TRex port i has ...:(i + 1)
-DUT_MAC = "02:00:00:00:00:%02x"        # the pairing config's port i has ...:(i + 1)
 # per direction: (random SYN sources min, max, first established client, target)
 ROLES = {0: ("16.0.0.0", "16.254.255.255", "16.255.0.1", "48.0.0.1"),
          1: ("48.0.0.0", "48.254.255.254", "48.255.0.1", "16.0.0.1")}
 EST_PPS, SYN_PPS = 1000, 100000
 MAX_ESTABLISHED = 65535 - 40000
-
-
-class ProfileArgs(argparse.ArgumentParser):
-    """argparse whose errors raise (TRex shows the message) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError("%s: %s" % (self.prog, message))
-
-
-def ip2int(ip):
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 class SynFlood(object):
@@ -71,38 +52,27 @@ class SynFlood(object):
     def get_streams(self, tunables=(), **kwargs):
         port_id = kwargs.get("port_id", 0)
         direction = kwargs.get("direction", 0)
-        p = ProfileArgs(prog=os.path.basename(__file__),
-                        description="TCP SYN flood from random sources + established flows",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = profile_args(__file__, "TCP SYN flood from random sources + established flows")
         p.add_argument("--established", type=int, default=16,
                        help="established sessions sent beside the flood (0: none)")
-        p.add_argument("--size", type=int, default=60, help="frame size without FCS")
+        add_size(p, 60)
         p.add_argument("--syn-delay-ms", type=float, default=50.0,
                        help="the flood starts this long after the established stream")
-        p.add_argument("--src-mac", default=TREX_MAC % (port_id + 1), help="Ether source")
-        p.add_argument("--dst-mac", default=DUT_MAC % (port_id + 1),
-                       help="Ether destination: the pairing config's port MAC")
-        args = p.parse_args(list(tunables or []))
-        if not 0 <= args.established <= MAX_ESTABLISHED:
-            p.error("--established must be from 0 to %d, got %d"
-                    % (MAX_ESTABLISHED, args.established))
+        args = parse_args(p, tunables, port_id)
+        check_range(p, "--established", args.established, 0, MAX_ESTABLISHED)
         if args.syn_delay_ms < 0:
             p.error("--syn-delay-ms must be >= 0, got %g" % args.syn_delay_ms)
         if args.size < 60:
             p.error("--size must be at least 60, got %d" % args.size)
-        for mac in (args.src_mac, args.dst_mac):
-            if not MAC_RE.match(mac):
-                p.error("a MAC must be xx:xx:xx:xx:xx:xx, got %r" % mac)
+        check_macs(p, args)
 
         syn_min, syn_max, client, target = ROLES[1 if direction else 0]
-        eth = Ether(src=args.src_mac, dst=args.dst_mac)
+        eth = ether(args)
         streams = []
 
         if args.established:
             base = eth / IP(src=client, dst=target, ttl=64) / TCP(
                 sport=40000, dport=80, flags="A", seq=1000, ack=2000, window=65535)
-            if args.size < len(base):
-                p.error("--size must be at least %d, got %d" % (len(base), args.size))
             vm = STLVM()
             vm.var(name="session", min_value=0, max_value=args.established - 1, size=4,
                    op="inc")
@@ -111,7 +81,7 @@ class SynFlood(object):
                           mask=0xFFFF, add_val=40000)
             vm.fix_chksum_hw(l3_offset="IP", l4_offset="TCP",
                              l4_type=CTRexVmInsFixHwCs.L4_TYPE_TCP)
-            pkt = base / Raw(b"\x00" * (args.size - len(base)))
+            pkt = sized(p, base, args.size)
             streams.append(STLStream(name="established",
                                      packet=STLPktBuilder(pkt=pkt, vm=vm),
                                      mode=STLTXCont(pps=EST_PPS)))
@@ -127,7 +97,7 @@ class SynFlood(object):
                          l4_type=CTRexVmInsFixHwCs.L4_TYPE_TCP)
         # Ethernet padding (outside the IP total length): the SYN carries no data;
         # remove_fcs=False keeps the Padding layer, which TRex would otherwise strip
-        pkt = base / Padding(b"\x00" * (args.size - len(base)))
+        pkt = ether_padded(base, args.size)
         streams.append(STLStream(name="syn",
                                  packet=STLPktBuilder(pkt=pkt, vm=vm, remove_fcs=False),
                                  mode=STLTXCont(pps=SYN_PPS), random_seed=0x5EED,
