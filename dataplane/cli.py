@@ -25,10 +25,77 @@ def split_eal(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def load_config(path: str):
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (exit status 2): `dataplane run: error:
+    argument --duration: ...` (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def seconds_arg(lo: float, hi: float = 10 * 365 * 86400):
+    """An argparse type: a finite number of seconds from lo to hi (nan, inf, 0 and
+    negative numbers would run forever or not at all)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:      # nan fails both comparisons
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds from {lo:g} to {hi:.0f}, got {text[:40]!r}")
+        return v
+    return parse
+
+
+def int_arg(lo: int, hi: int | None = None, what: str = "an integer"):
+    """An argparse type: an integer from lo to hi."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text) if len(text) <= 40 else None
+        except ValueError:
+            v = None
+        if v is None or v < lo or (hi is not None and v > hi):
+            rule = f"{what} from {lo} to {hi}" if hi is not None else f"{what} >= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text[:40]!r}")
+        return v
+    return parse
+
+
+port_arg = int_arg(0, 65535, "a port")
+
+
+def protocol(text: str) -> int:
+    """An IP protocol by name (tcp, udp, ...) or number 0-255; ValueError says which."""
+    from .explain import PROTOS
+    if text.isdigit() and len(text) <= 3 and int(text) <= 255:
+        return int(text)
+    if text.lower() in PROTOS:
+        return PROTOS[text.lower()]
+    raise ValueError(f"must be a protocol number from 0 to 255 or one of "
+                     f"{', '.join(PROTOS)}, got {text[:40]!r}")
+
+
+def protocol_arg(text: str) -> int:
+    """protocol() as an argparse type."""
+    try:
+        return protocol(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def fail(message: str) -> int:
+    """One error line; exit status 2."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return 2
+
+
+def load_config(path: str, host: bool = True):
+    """The configuration at path, checked; host: also against this host (its CPUs and
+    memory), for the commands that run it."""
     from .config import ConfigError, load
     try:
-        return load(path)
+        return load(path, host=host)
     except ConfigError as e:
         err.print(f"[red]invalid configuration[/red]\n{escape(str(e))}", highlight=False,
                   markup=True)
@@ -121,7 +188,10 @@ def print_summary(s: dict, title: str, per_worker: bool = False) -> None:
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
               f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
-    if s.get("interrupted"):
+    if s.get("interrupted_during") == "post-run scan":
+        out.print("[yellow]interrupted: the scan of the outputs for flows per group member "
+                  "was cut short (no flow counts)[/yellow]")
+    elif s.get("interrupted"):
         out.print("[yellow]interrupted: stopped before the end of the input[/yellow]")
     if s.get("not_received"):
         out.print(f"[yellow]{s['not_received']:,} input packets were not received by the "
@@ -133,6 +203,11 @@ def cmd_replay(a, eal: list[str]) -> int:
     from . import runtime
     cfg = load_config(a.config)
     inputs = parse_inputs(cfg, a.inputs or [])
+    if not inputs and not a.trex:
+        raise runtime.InputError("replay: give --in [PORT=]PCAP or --trex [PORT=]PROFILE")
+    # before anything is written: no input among the outputs, the out-dir ours alone
+    runtime.check_inputs_not_written(cfg, inputs, a.out_dir, trex=bool(a.trex))
+    runtime.lock_out_dir(a.out_dir)
     if a.trex:
         from .cli_trex import trex_inputs
         from .trex.library import TrexError
@@ -140,30 +215,39 @@ def cmd_replay(a, eal: list[str]) -> int:
             trex = trex_inputs(cfg, a.trex, a.out_dir, a.packets, a.tunables)
         except (TrexError, ValueError) as e:
             raise runtime.InputError(f"--trex: {e}") from None
+        except OSError as e:
+            raise runtime.InputError(f"--trex: {e.filename}: {e.strerror}") from None
         for port in set(trex) & set(inputs):
             raise runtime.InputError(f"--in and --trex both feed port {port}")
         inputs.update(trex)
-    if not inputs:
-        raise runtime.InputError("replay: give --in [PORT=]PCAP or --trex [PORT=]PROFILE")
-    try:
-        total = sum(runtime.pcap_count(f) for f in inputs.values())
-    except OSError as e:
-        raise runtime.InputError(f"--in {e.filename}: {e.strerror}") from None
+    counts = runtime.check_inputs(cfg, inputs)       # every record, before DPDK sees it
+    total = sum(counts.values())
     with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=total < 10000 or a.quiet) as bar:
         task = bar.add_task("replay", total=total)
         s = runtime.replay(cfg, inputs, a.out_dir, eal,
-                           progress=lambda got, tot: bar.update(task, completed=got))
+                           progress=lambda got, tot: bar.update(task, completed=got),
+                           counts=counts, prepared=True)
     if not a.quiet:
         print_summary(s, f"replay of {', '.join(inputs.values())} → {a.out_dir}",
                       a.per_worker)
-        out.print(f"summary: {a.out_dir}/summary.json")
-    return 0 if not s["not_received"] and not s["mbufs_in_use_after"] else 1
+        if s.get("summary_file"):
+            out.print(f"summary: {s['summary_file']}")
+    if s.get("output_errors"):
+        # net_pcap cannot report a failed write: the outputs were checked against the
+        # ports' TX counters, and what is missing makes the replay fail
+        err.print(f"[red]error:[/red] output lost: {escape('; '.join(s['output_errors']))}",
+                  highlight=False)
+        return 2
+    ok = not s["not_received"] and not s["mbufs_in_use_after"] and not s["interrupted"]
+    return 0 if ok else 1
 
 
 def cmd_run(a, eal: list[str]) -> int:
     from . import runtime
     cfg = load_config(a.config)
+    if a.json:
+        runtime.check_writable(a.json, "--json")      # before forwarding, not after
 
     last = {"t": None, "rx": 0}
     status = None
@@ -201,28 +285,46 @@ def cmd_run(a, eal: list[str]) -> int:
     finally:
         if status is not None:
             status.stop()
+    json_error = None
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(s, f, indent=2)
+        try:
+            with open(a.json, "w") as f:
+                json.dump(s, f, indent=2)
+        except OSError as e:
+            json_error = f"--json {a.json}: {e.strerror}"
     if not a.quiet:
         print_summary(s, f"run of {a.config}", a.per_worker)
+    if json_error:
+        err.print(f"[red]error:[/red] {escape(json_error)}", highlight=False)
+        return 2
     return 0
 
 
 def cmd_explain(a) -> int:
+    import ipaddress
     from .explain import PROTOS, Explanation, explain
     if a.live:            # no CONFIG: the positionals are SRC DST [PROTO [SPORT [DPORT]]]
-        if a.dport is not None:
-            raise SystemExit("explain --live SRC DST [PROTO [SPORT [DPORT]]]")
-        a.src, a.dst, a.proto, a.sport, a.dport = (
-            a.config, a.src, a.dst or "tcp", int(a.proto) if a.proto != "tcp" else 0,
-            None if a.sport == 0 and a.proto == "tcp" else a.sport)
+        if a.dport is not None or a.src is None:
+            return fail("explain --live SRC DST [PROTO [SPORT [DPORT]]]")
+        a.src, a.dst, proto_text, sport_text, a.dport = (
+            a.config, a.src, a.dst or "tcp", a.proto, a.sport)
+        try:
+            a.sport = 0 if sport_text is None else port_arg(sport_text)
+        except argparse.ArgumentTypeError as e:
+            return fail(f"explain: SPORT {e}")
     elif a.src is None or a.dst is None:
-        raise SystemExit("explain CONFIG SRC DST [PROTO [SPORT [DPORT]]] (or --live)")
-    proto = PROTOS.get(a.proto.lower()) if not a.proto.isdigit() else int(a.proto)
-    if proto is None:
-        raise SystemExit(f"unknown protocol {a.proto!r}: use a number or one of "
-                         f"{', '.join(PROTOS)}")
+        return fail("explain CONFIG SRC DST [PROTO [SPORT [DPORT]]] (or --live)")
+    else:
+        proto_text, a.sport = a.proto or "tcp", a.sport or 0
+    try:
+        proto = protocol(proto_text)
+    except ValueError as e:
+        return fail(f"explain: PROTO {e}")
+    for what, addr in (("SRC", a.src), ("DST", a.dst)):
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            return fail(f"explain: {what} must be an IPv4 or IPv6 address, got {addr[:60]!r}")
     if a.dport is None:
         # ICMP / ICMPv6 echo: the id stands in for both ports (docs/hashing.md §2)
         a.dport = a.sport if proto in (PROTOS["icmp"], PROTOS["icmpv6"]) else 0
@@ -232,11 +334,20 @@ def cmd_explain(a) -> int:
                                   "in_port": a.in_port, "vrf": a.vrf,
                                   "flow_label": a.flow_label}))
     else:
+        # an offline view: the configuration is not checked against this host
+        cfg = load_config(a.config, host=False)
+        if a.in_port is not None and a.in_port not in {p.name for p in cfg.ports}:
+            return fail(f"explain: --in-port must be a port of {a.config} "
+                        f"({', '.join(p.name for p in cfg.ports)}), got {a.in_port[:60]!r}")
+        if a.vrf is not None and a.vrf not in {v.name for v in cfg.vrfs}:
+            names = [v.name for v in cfg.vrfs]
+            return fail(f"explain: --vrf must be a VRF of {a.config} ({', '.join(names[:8])}"
+                        f"{', ...' if len(names) > 8 else ''}), got {a.vrf[:60]!r}")
         try:
-            e = explain(load_config(a.config), a.src, a.dst, proto, a.sport, a.dport,
-                        a.in_port, a.vrf, a.flow_label)
+            e = explain(cfg, a.src, a.dst, proto, a.sport, a.dport, a.in_port, a.vrf,
+                        a.flow_label)
         except (ValueError, StopIteration) as ex:
-            raise SystemExit(f"explain: {ex or 'no such port or VRF'}")
+            return fail(f"explain: {ex or 'no such port or VRF'}")
     if a.json:
         out.print_json(data=e.__dict__)
         return 0
@@ -304,7 +415,7 @@ def cmd_nh(a) -> int:
     """Next hops and groups with configured vs realised (bucket table) shares: of a
     configuration, or of a running forwarder (no CONFIG: its control socket)."""
     if a.config:
-        report = nh_of_config(load_config(a.config))
+        report = nh_of_config(load_config(a.config, host=False))   # an offline view
     else:
         report = ask(a, {"cmd": "nh"})
     print_nh(report)
@@ -321,10 +432,9 @@ def cmd_nh(a) -> int:
 
 def cmd_flow(a) -> int:
     from . import flows as fl
-    from .explain import PROTOS
     if a.flush:
         if a.source:
-            raise SystemExit("flow --flush acts on a running forwarder: no SOURCE")
+            return fail("flow --flush acts on a running forwarder: no SOURCE")
         ask(a, {"cmd": "flow", "flush": True})
         out.print("flow table flushed")
         return 0
@@ -336,16 +446,12 @@ def cmd_flow(a) -> int:
             for f in all_flows:
                 f.pop("index", None)
     except (OSError, ValueError) as e:
-        err.print(f"error: {a.source}: cannot read flows ({e})", highlight=False)
-        return 2
-    proto = None
-    if a.proto:
-        proto = int(a.proto) if a.proto.isdigit() else PROTOS.get(a.proto.lower())
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        return fail(f"{a.source}: cannot read flows ({reason})")
     try:
-        sel = fl.match(all_flows, a.match, a.port, proto, a.vrf)
+        sel = fl.match(all_flows, a.match, a.port, a.proto, a.vrf)
     except ValueError as e:
-        err.print(f"error: --match: {e}", highlight=False)
-        return 2
+        return fail(f"--match: {e}")
     if a.get is not None:
         if not 0 <= a.get < len(all_flows):
             err.print(f"error: no flow {a.get} (there are {len(all_flows)})")
@@ -435,7 +541,7 @@ def cmd_drivers(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv, eal = split_eal(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="dataplane", description=__doc__)
+    ap = Parser(prog="dataplane", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="validate a configuration and exit")
     c.add_argument("config")
@@ -465,8 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                         "ring preloaded with PCAP's frames: what it transmits it receives "
                         "again, with no per-packet copy (a benchmark source; each pass "
                         "decrements the TTL, so packets last about 63 passes)")
-    u.add_argument("--duration", type=float, help="stop after S seconds")
-    u.add_argument("--stats-interval", type=float, default=1.0)
+    u.add_argument("--duration", type=seconds_arg(0.001), help="stop after S seconds")
+    u.add_argument("--stats-interval", type=seconds_arg(0.01), default=1.0)
     u.add_argument("--json", help="write the final stats here")
     u.add_argument("-q", "--quiet", action="store_true")
     u.add_argument("--per-worker", action="store_true",
@@ -503,14 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("config", help="a configuration (with --live: SRC)")
     x.add_argument("src")
     x.add_argument("dst", nargs="?")
-    x.add_argument("proto", nargs="?", default="tcp", help="name or number (default tcp)")
-    x.add_argument("sport", nargs="?", type=int, default=0,
+    x.add_argument("proto", nargs="?", help="name or number (default tcp)")
+    x.add_argument("sport", nargs="?", type=port_arg,
                    help="source port (ICMP echo: the id)")
-    x.add_argument("dport", nargs="?", type=int, default=None,
+    x.add_argument("dport", nargs="?", type=port_arg, default=None,
                    help="destination port (default 0; ICMP echo: the id)")
     x.add_argument("--in-port", help="ingress port name (default: the first port)")
     x.add_argument("--vrf", help="VRF (default: the ingress port's)")
-    x.add_argument("--flow-label", type=int, default=0)
+    x.add_argument("--flow-label", type=int_arg(0, (1 << 20) - 1, "a flow label"), default=0)
     x.add_argument("--json", action="store_true")
     x.add_argument("--live", action="store_true",
                    help="ask the running forwarder (its routes and weights now): "
@@ -527,11 +633,12 @@ def main(argv: list[str] | None = None) -> int:
                                              "default: the running forwarder")
     f.add_argument("--flush", action="store_true", help="delete every flow entry (running)")
     f.add_argument("--match", help="address or prefix on either side")
-    f.add_argument("--port", type=int, help="either L4 port")
-    f.add_argument("--proto", help="protocol name or number")
-    f.add_argument("--vrf", type=int, help="VRF index")
-    f.add_argument("--get", type=int, metavar="INDEX", help="one flow in full (JSON)")
-    f.add_argument("--limit", type=int, default=50)
+    f.add_argument("--port", type=port_arg, help="either L4 port")
+    f.add_argument("--proto", type=protocol_arg, help="protocol name or number")
+    f.add_argument("--vrf", type=int_arg(0, 255, "a VRF index"), help="VRF index")
+    f.add_argument("--get", type=int_arg(0, what="a flow index"), metavar="INDEX",
+                   help="one flow in full (JSON)")
+    f.add_argument("--limit", type=int_arg(0, what="a number of flows"), default=50)
     f.add_argument("--json", action="store_true")
     socket_args(f)
     dr = sub.add_parser("drivers", help="the DPDK PMDs installed here: devargs keys, "
@@ -563,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except InputError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:          # SIGINT before the forwarder handles signals
+        err.print("[red]error:[/red] interrupted", highlight=False)
         return 2
 
 

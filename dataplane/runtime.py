@@ -5,13 +5,18 @@ tests drive them as subprocesses.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import json
+import mmap
 import os
 import re
+import shutil
 import signal
+import stat
 import struct
 import sys
 import time
@@ -34,6 +39,10 @@ class InputError(ValueError):
     the CLI reports it in one line and exits 2."""
 
 
+class Interrupted(InputError):
+    """SIGINT/SIGTERM before forwarding started: nothing was forwarded (one line, exit 2)."""
+
+
 def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None,
              devices: bool = True) -> list[str]:
     """The EAL argv for cfg: lcores, memory, one --vdev / -a per port (unless the ports
@@ -50,6 +59,29 @@ def eal_args(cfg: Config, extra: list[str] = (), prefix: Optional[str] = None,
     for p in cfg.ports if devices else ():
         args += ["-a", p.devargs] if p in pci else ["--vdev", p.devargs]
     return args + list(e.extra) + list(extra)
+
+
+def eal_runtime_dir(prefix: str) -> Path:
+    """EAL's runtime directory for a --file-prefix (EAL's and dpdk-telemetry.py's rule)."""
+    base = os.environ.get("RUNTIME_DIRECTORY") or (
+        "/var/run" if os.getuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+    return Path(base) / "dpdk" / prefix
+
+
+def remove_runtime_dir_at_exit(args: list[str]) -> None:
+    """EAL leaves its runtime directory (`/var/run/dpdk/<prefix>`, with the telemetry
+    sockets) behind when the process ends, and this process cannot call
+    rte_eal_cleanup: remove it at exit, on error paths too, when the prefix in effect
+    (EAL takes the last --file-prefix) is this process's own dp<pid>. A prefix the user
+    chose is left alone."""
+    prefix = None
+    for i, arg in enumerate(args):
+        if arg == "--file-prefix" and i + 1 < len(args):
+            prefix = args[i + 1]
+        elif arg.startswith("--file-prefix="):
+            prefix = arg.partition("=")[2]
+    if prefix == f"dp{os.getpid()}":
+        atexit.register(shutil.rmtree, eal_runtime_dir(prefix), True)
 
 
 def counter_names() -> list[str]:
@@ -76,8 +108,10 @@ class Forwarder:
         # lib.telemetry at error: hides its start-up WARNING "No legacy callbacks, legacy
         # socket not created" (its errors still print). Last in argv: for a log type EAL
         # registers during init the first matching --log-level wins, so the user's do.
-        _core.eal_init(eal_args(cfg, extra_eal, devices=not loop) +
-                       ["--log-level", "lib.telemetry:error"])
+        args = eal_args(cfg, extra_eal, devices=not loop) + ["--log-level",
+                                                              "lib.telemetry:error"]
+        remove_runtime_dir_at_exit(args)     # before EAL makes it: error paths included
+        _core.eal_init(args)
         if cfg.eal.mlock:              # pre-fault memory so the worker never page-faults
             err = _core.lock_memory()
             if err:
@@ -194,46 +228,383 @@ def loop_pcap(path: str, mbuf_size: int) -> tuple[bytes, int]:
     return data, frames
 
 
-def pcap_count(path: str) -> int:
-    """Packets in a classic pcap (either byte order, µs or ns) or pcapng file."""
+# ---------------------------------------------------------------- replay inputs
+
+#: net_pcap's TX copies a frame of several mbufs into a buffer of
+#: RTE_ETHER_MAX_JUMBO_FRAME_LEN (0x3F00) bytes and writes a longer one cut (caplen <
+#: len); its RX chains as many mbufs as a frame needs, whatever the port's RX offloads.
+PCAP_TX_SEGMENTED_MAX = 16128
+#: net_pcap's TX dumper's snapshot length; mbuf data lengths are 16-bit.
+PCAP_MAX_FRAME = 65535
+LIBPCAP_MAX_SNAPLEN = 262144          # libpcap's largest snapshot length for Ethernet
+PCAPNG_MAX_BLOCK = 16 * 1024 * 1024   # libpcap refuses a longer pcapng block
+MBUF_HEADROOM = 128                   # RTE_PKTMBUF_HEADROOM
+LINK_NAMES = {0: "BSD loopback", 101: "raw IP", 105: "802.11", 113: "Linux cooked",
+              127: "802.11 radiotap", 228: "raw IPv4", 229: "raw IPv6",
+              276: "Linux cooked v2"}
+_CLASSIC = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",     # µs, ns
+            b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}
+_PCAPNG = b"\x0a\x0d\x0d\x0a"
+
+
+def max_frame(cfg: Config) -> int:
+    """The longest frame a replay accepts: the longest net_pcap receives into mbufs and
+    writes back whole. A frame within one mbuf's data room (eal.mbuf_size less the
+    128-byte headroom) is received and written in one piece; a longer one is received
+    as a chain of mbufs (multi-segment RX: net_pcap chains segments itself) and written
+    whole only up to 16,128 bytes. Never more than 65,535 (16-bit mbuf lengths; longer
+    records used to crash net_pcap's TX)."""
+    return min(PCAP_MAX_FRAME, max(cfg.eal.mbuf_size - MBUF_HEADROOM, PCAP_TX_SEGMENTED_MAX))
+
+
+def max_frame_reason(cfg: Config) -> str:
+    room = cfg.eal.mbuf_size - MBUF_HEADROOM
+    return (f"a replay supports (eal.mbuf_size {cfg.eal.mbuf_size}: {room:,} bytes of data "
+            f"room per mbuf; net_pcap writes a frame of several mbufs whole up to "
+            f"{PCAP_TX_SEGMENTED_MAX:,} bytes)")
+
+
+def _link(lt: int) -> str:
+    name = LINK_NAMES.get(lt)
+    return f"link type {lt}" + (f" ({name})" if name else "")
+
+
+def check_pcap(path: str, max_len: int = PCAP_MAX_FRAME, reason: str = "") -> int:
+    """The packets of a classic pcap or pcapng file, after checking every record as
+    net_pcap (libpcap) will read it: link type Ethernet, captured length within the
+    original length, the file's snapshot length (libpcap cuts a longer record silently)
+    and max_len, no record or block running past the end of the file; pcapng block
+    lengths sane (at least 12, a multiple of 4, equal in header and trailer). A bad file
+    raises InputError naming the file and the record (pcapng: the block and packet)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a directory"
+                if stat.S_ISDIR(st.st_mode) else "a device or socket")
+        raise InputError(f"{path}: not a regular file ({kind}): a replay reads its "
+                         "inputs twice, once to check and count them")
     with open(path, "rb") as f:
-        magic = f.read(4)
-        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-            endian = "<"
-        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-            endian = ">"
-        elif magic == b"\x0a\x0d\x0d\x0a":
-            return _pcapng_count(path)
-        else:
+        if st.st_size < 4:
             raise InputError(f"{path}: not a pcap or pcapng file")
-        f.seek(24)
-        n = 0
-        while True:
-            hdr = f.read(16)
-            if len(hdr) < 16:
-                return n
-            caplen = struct.unpack(endian + "IIII", hdr)[2]
-            f.seek(caplen, 1)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            magic = buf[:4]
+            if magic in _CLASSIC:
+                return _check_classic(buf, path, _CLASSIC[magic], max_len, reason)
+            if magic == _PCAPNG:
+                return _check_pcapng(buf, path, max_len, reason)
+    raise InputError(f"{path}: not a pcap or pcapng file")
+
+
+def _frame_problem(cap: int, wire: int, snap: int, max_len: int, reason: str):
+    """What is wrong with a record of cap captured / wire original bytes, or None."""
+    if cap > wire:
+        return f"captured length {cap:,} is more than the original length {wire:,}"
+    if cap > max_len:
+        return f"a {cap:,}-byte frame, longer than the {max_len:,} bytes {reason}".rstrip()
+    if cap > snap:
+        return (f"captured length {cap:,} is more than the file's snapshot length "
+                f"{snap:,} (libpcap would cut the frame)")
+    return None
+
+
+def _check_classic(buf, path: str, endian: str, max_len: int, reason: str) -> int:
+    size = len(buf)
+    if size < 24:
+        raise InputError(f"{path}: truncated: the file ends inside its 24-byte header")
+    major, minor, _, _, snaplen, link = struct.unpack_from(endian + "HHiIII", buf, 4)
+    if not ((major == 2 and minor <= 4) or (major, minor) == (543, 0)):
+        raise InputError(f"{path}: pcap version {major}.{minor} is not supported "
+                         "(2.0 to 2.4)")
+    if link != 1:
+        raise InputError(f"{path}: {_link(link)}, not Ethernet (1): the forwarder would "
+                         "read every frame as Ethernet")
+    snap = snaplen if 0 < snaplen <= LIBPCAP_MAX_SNAPLEN else LIBPCAP_MAX_SNAPLEN
+    limit = min(snap, max_len)
+    # libpcap's rule: before 2.3 (and in 543.0) caplen and len are swapped; 2.3: maybe
+    swap = 2 if (major == 543 or minor < 3) else 1 if minor == 3 else 0
+    lengths = struct.Struct(endian + "II").unpack_from
+    off, n = 24, 0
+    while off < size:
+        n += 1
+        if size - off < 16:
+            raise InputError(f"{path}: record {n:,}: truncated: the file ends "
+                             f"{size - off} bytes into its 16-byte header")
+        cap, wire = lengths(buf, off + 8)
+        if swap and (swap == 2 or cap > wire):
+            cap, wire = wire, cap
+        if cap > limit or cap > wire:
+            raise InputError(f"{path}: record {n:,}: "
+                             f"{_frame_problem(cap, wire, snap, max_len, reason)}")
+        off += 16 + cap                 # libpcap reads caplen bytes (after any swap)
+        if off > size:
+            raise InputError(f"{path}: record {n:,}: truncated: the file ends "
+                             f"{off - size:,} bytes before the end of its "
+                             f"{cap:,}-byte frame")
+    return n
+
+
+def _check_pcapng(buf, path: str, max_len: int, reason: str) -> int:
+    size = len(buf)
+    off = b = n = 0
+    endian = "<"
+    snaps: list[int] = []         # the current section's interfaces' snapshot lengths
+    while off < size:
+        b += 1
+        where = f"{path}: block {b:,}"
+        if size - off < 12:
+            raise InputError(f"{where}: truncated: the file ends {size - off} bytes into "
+                             "the block")
+        if buf[off:off + 4] == _PCAPNG:                   # section header: byte order
+            bom = buf[off + 8:off + 12]
+            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                raise InputError(f"{where}: section header with an unknown byte-order "
+                                 "magic")
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            snaps = []
+        btype, blen = struct.unpack_from(endian + "II", buf, off)
+        if blen < 12:
+            raise InputError(f"{where}: total length {blen:,}, less than the 12 bytes of "
+                             "a block's header and trailer")
+        if blen % 4:
+            raise InputError(f"{where}: total length {blen:,}, not a multiple of 4")
+        if blen > PCAPNG_MAX_BLOCK:
+            raise InputError(f"{where}: total length {blen:,}, more than libpcap's "
+                             f"{PCAPNG_MAX_BLOCK:,}")
+        if blen > size - off:
+            raise InputError(f"{where}: total length {blen:,} runs past the end of the "
+                             f"file ({size - off:,} bytes left)")
+        trailer = struct.unpack_from(endian + "I", buf, off + blen - 4)[0]
+        if trailer != blen:
+            raise InputError(f"{where}: total length {blen:,} in its header but "
+                             f"{trailer:,} in its trailer")
+        body = blen - 12
+        if btype == 0x0A0D0D0A:
+            if body < 16:
+                raise InputError(f"{where}: section header of {blen} bytes, too short")
+            major, minor = struct.unpack_from(endian + "HH", buf, off + 12)
+            if major != 1:
+                raise InputError(f"{where}: pcapng version {major}.{minor} is not "
+                                 "supported (1.x)")
+        elif b == 1:
+            raise InputError(f"{path}: not a pcap or pcapng file")
+        elif btype == 1:                                  # interface description
+            if body < 8:
+                raise InputError(f"{where}: interface description of {blen} bytes, too "
+                                 "short")
+            link, _, snaplen = struct.unpack_from(endian + "HHI", buf, off + 8)
+            if link != 1:
+                raise InputError(f"{where}: interface {len(snaps)}: {_link(link)}, not "
+                                 "Ethernet (1): the forwarder would read every frame "
+                                 "as Ethernet")
+            snaps.append(snaplen if 0 < snaplen <= LIBPCAP_MAX_SNAPLEN
+                         else LIBPCAP_MAX_SNAPLEN)
+        elif btype in (2, 3, 6):                          # packet, simple, enhanced
             n += 1
+            where = f"{path}: block {b:,} (packet {n:,})"
+            if not snaps:
+                raise InputError(f"{where}: comes before any interface description "
+                                 "block")
+            fixed = 4 if btype == 3 else 20
+            if body < fixed:
+                raise InputError(f"{where}: a packet block of {blen} bytes, too short")
+            if btype == 3:
+                iface, cap = 0, None
+                wire = struct.unpack_from(endian + "I", buf, off + 8)[0]
+                cap = min(wire, snaps[0], body - fixed)
+            elif btype == 6:
+                iface, _, _, cap, wire = struct.unpack_from(endian + "IIIII", buf, off + 8)
+            else:
+                iface, _, _, _, cap, wire = struct.unpack_from(endian + "HHIIII", buf,
+                                                               off + 8)
+            if iface >= len(snaps):
+                raise InputError(f"{where}: interface {iface} is not described (the "
+                                 f"section has {len(snaps)})")
+            if cap > body - fixed:
+                raise InputError(f"{where}: captured length {cap:,} runs past the end of "
+                                 f"its block ({body - fixed:,} bytes of data)")
+            problem = _frame_problem(cap, wire, snaps[iface], max_len, reason)
+            if problem:
+                raise InputError(f"{where}: {problem}")
+        off += blen
+    return n
 
 
-def _pcapng_count(path: str) -> int:
-    n = 0
+def pcap_count(path: str) -> int:
+    """Packets in a classic pcap (either byte order, µs or ns) or pcapng file, every
+    record checked (check_pcap)."""
+    return check_pcap(path)
+
+
+def check_inputs(cfg: Config, inputs: dict[str, str]) -> dict[str, int]:
+    """{port: packets} of the replay's inputs, each checked record by record before
+    DPDK sees it (check_pcap with the frame limit of max_frame)."""
+    limit, reason = max_frame(cfg), max_frame_reason(cfg)
+    counts = {}
+    for port, path in inputs.items():
+        try:
+            counts[port] = check_pcap(path, limit, reason)
+        except OSError as e:
+            raise InputError(f"--in {e.filename or path}: {e.strerror}") from None
+    return counts
+
+
+# ---------------------------------------------------------------- replay output directory
+
+LOCK_NAME = ".replay.lock"
+_held_locks: list[int] = []             # the out-dir locks this process holds, till exit
+
+
+def replay_writes(cfg: Config, out_dir: str, trex: bool = False) -> list[Path]:
+    """Every file a replay into out_dir writes (resolved): one pcap per port, the
+    summary, the flows, the empty input, the lock, with --trex the rendered inputs;
+    DIR/.queues/ holds the per-queue files of several workers."""
+    out = Path(os.path.realpath(out_dir))
+    names = [f"{p.name}.pcap" for p in cfg.ports] + [
+        ".empty.pcap", "flows.json", "summary.json", LOCK_NAME]
+    if trex:
+        names += [f"trex-{p.name}.pcap" for p in cfg.ports]
+    return [out / n for n in names]
+
+
+def check_inputs_not_written(cfg: Config, inputs: dict[str, str], out_dir: str,
+                             trex: bool = False) -> None:
+    """Refuse an --in the replay would overwrite (as a path, through symlinks or `..`,
+    or as a hard link of one), before anything is written."""
+    written = replay_writes(cfg, out_dir, trex)
+    queues = Path(os.path.realpath(out_dir)) / ".queues"
+    ids = {}
+    for w in written:
+        with contextlib.suppress(OSError):
+            st = w.stat()
+            ids[(st.st_dev, st.st_ino)] = w
+    for path in inputs.values():
+        real = Path(os.path.realpath(path))
+        hit = real if real in written or real.parent == queues else None
+        if hit is None:
+            with contextlib.suppress(OSError):
+                st = real.stat()
+                hit = ids.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise InputError(f"--in {path}: it is {hit.name} of --out-dir {out_dir}, which "
+                             "the replay would overwrite; copy it elsewhere or choose "
+                             "another --out-dir")
+
+
+def lock_out_dir(out_dir: str) -> None:
+    """Create out_dir if needed and lock it for this process (fcntl.flock on
+    DIR/.replay.lock, held until the process ends), so two replays never write into one
+    directory at once. An out-dir that is not a directory, cannot be written or is
+    locked by another replay raises InputError."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"--out-dir {out_dir}: exists and is not a directory") from None
+    except NotADirectoryError:
+        parent = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()),
+                      None)
+        raise InputError(f"--out-dir {out_dir}: not a directory"
+                         + (f" ({parent} is a file)" if parent else "")) from None
+    except OSError as e:
+        raise InputError(f"--out-dir {out_dir}: cannot create it: {e.strerror}") from None
+    try:
+        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise InputError(f"--out-dir {out_dir}: cannot write there: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise InputError(f"--out-dir {out_dir}: cannot lock it: {e.strerror}") from None
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise InputError(f"--out-dir {out_dir}: another replay{who} is writing there; "
+                         "wait for it to end or choose another directory") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as e:
+        os.close(fd)
+        raise InputError(f"--out-dir {out_dir}: cannot write there: {e.strerror}") from None
+    _held_locks.append(fd)
+
+
+def check_writable(path: str, what: str) -> None:
+    """Raise InputError unless the regular file `path` can be written (created if
+    missing), without changing it: checked before forwarding, not after."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(f"{what} {path}: Is a directory")
+        if p.exists():
+            if p.is_file():
+                os.close(os.open(p, os.O_WRONLY | os.O_APPEND))
+        else:
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            p.unlink()
+    except OSError as e:
+        raise InputError(f"{what} {path}: {e.strerror}") from None
+
+
+def output_records(path: Path) -> tuple[int, int, int, Optional[str]]:
+    """(whole records, their captured bytes, records with caplen < len, what is wrong
+    with the file or None) of a classic pcap a replay wrote."""
     with open(path, "rb") as f:
-        endian = "<"
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                return n
-            btype = struct.unpack("<I", head[:4])[0]
-            if btype == 0x0A0D0D0A:   # section header: learn its byte order
-                bom = f.read(4)
-                endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-                f.seek(-4, 1)
-            blen = struct.unpack(endian + "I", head[4:])[0]
-            if btype in (3, 6):        # simple / enhanced packet block
+        size = os.fstat(f.fileno()).st_size
+        if size < 24:
+            return 0, 0, 0, f"the file ends inside its 24-byte header ({size} bytes)"
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            endian = _CLASSIC.get(buf[:4])
+            if endian is None:
+                return 0, 0, 0, "not a classic pcap file"
+            lengths = struct.Struct(endian + "II").unpack_from
+            off, n, total, cut = 24, 0, 0, 0
+            while off < size:
+                if size - off < 16:
+                    return n, total, cut, (f"the file ends inside record {n + 1:,} "
+                                           f"({n:,} whole records)")
+                cap, wire = lengths(buf, off + 8)
+                if off + 16 + cap > size:
+                    return n, total, cut, (f"the file ends inside record {n + 1:,} "
+                                           f"({n:,} whole records)")
+                off += 16 + cap
                 n += 1
-            f.seek(blen - 8, 1)
+                total += cap
+                cut += cap < wire
+    return n, total, cut, None
+
+
+def verify_outputs(cfg: Config, out_dir: str, summary: dict,
+                   skip: set = frozenset()) -> list[str]:
+    """Each port's DIR/<port>.pcap against the port's TX counters: as many whole records
+    as the core transmitted, as many bytes as DPDK counted (net_pcap's TX has no error
+    path: a write that fails, e.g. past `ulimit -f` or on a full disk, is lost
+    silently), no frame written cut. Records what was found in summary["outputs"];
+    returns one line per port whose output was lost."""
+    errors, found = [], {}
+    for p in cfg.ports:
+        if p.name in skip:
+            continue
+        st = summary["ports"][p.name]
+        path = Path(out_dir) / f"{p.name}.pcap"
+        try:
+            n, nbytes, cut, problem = output_records(path)
+        except (OSError, ValueError) as e:
+            errors.append(f"{path}: cannot read it back: {getattr(e, 'strerror', e)}")
+            continue
+        found[p.name] = {"file": str(path), "records": n, "bytes": nbytes, "cut": cut}
+        sent, sent_bytes = st["tx"], (st.get("dpdk") or {}).get("obytes")
+        if problem or n != sent:
+            errors.append(f"{path}: {problem or f'{n:,} records'}, but port {p.name} "
+                          f"transmitted {sent:,}")
+        elif sent_bytes is not None and nbytes != sent_bytes:
+            errors.append(f"{path}: {nbytes:,} bytes of frames, but port {p.name} "
+                          f"transmitted {sent_bytes:,}")
+        elif cut:
+            errors.append(f"{path}: {cut:,} frames written cut (net_pcap writes at most "
+                          f"{PCAP_TX_SEGMENTED_MAX:,} bytes of a frame of several mbufs)")
+    summary["outputs"] = found
+    return errors
 
 
 def write_empty_pcap(path: str) -> None:
@@ -269,9 +640,13 @@ def replay_config(cfg: Config, inputs: dict[str, str], out_dir: str) -> Config:
         if n > 1:
             rx = split_input(rx[0], n, qdir, p.name) if p.name in inputs else rx * n
             tx = [(qdir / f"{p.name}.tx{q}.pcap").resolve() for q in range(n)]
+            # written by merge_outputs only: no earlier run's file may pass for it
+            with contextlib.suppress(FileNotFoundError):
+                (out / f"{p.name}.pcap").unlink()
         for f in rx + tx:
-            if "," in str(f):
-                raise InputError(f"pcap path may not contain ',': {f}")
+            if "," in str(f) or "=" in str(f):
+                raise InputError(f"pcap path may not contain ',' or '=' (DPDK devargs "
+                                 f"syntax): {f}")
         dev = ",".join([f"net_pcap_{p.index}"] + [f"rx_pcap={f}" for f in rx] +
                        [f"tx_pcap={f}" for f in tx])
         ports.append(dataclasses.replace(p, devargs=dev))
@@ -298,30 +673,44 @@ def split_input(path: Path, n: int, qdir: Path, port: str) -> list[Path]:
     return files
 
 
-def merge_outputs(cfg: Config, out_dir: str) -> None:
-    """Each port's per-queue TX pcaps into DIR/<port>.pcap, in timestamp order."""
+def merge_outputs(cfg: Config, out_dir: str) -> dict[str, str]:
+    """Each port's per-queue TX pcaps into DIR/<port>.pcap, in timestamp order.
+    {port: why} for the ports whose merge failed (a per-queue file cut short, a failed
+    write); DIR/.queues is then kept."""
     from . import rss
     qdir = Path(out_dir) / ".queues"
     n = workers_of(cfg)
     if n == 1:
-        return
+        return {}
+    failed = {}
     for p in cfg.ports:
         parts = [qdir / f"{p.name}.tx{q}.pcap" for q in range(n)]
-        (Path(out_dir) / f"{p.name}.pcap").write_bytes(
-            rss.merge_pcaps([f.read_bytes() for f in parts]))
-    for f in qdir.iterdir():
-        f.unlink()
-    qdir.rmdir()
+        try:
+            merged = rss.merge_pcaps([f.read_bytes() for f in parts])
+        except (OSError, ValueError) as e:
+            failed[p.name] = f"{qdir}/{p.name}.tx*.pcap: {getattr(e, 'strerror', None) or e}"
+            continue
+        try:
+            (Path(out_dir) / f"{p.name}.pcap").write_bytes(merged)
+        except OSError as e:
+            failed[p.name] = f"{out_dir}/{p.name}.pcap: {e.strerror}"
+    if not failed:
+        for f in qdir.iterdir():
+            f.unlink()
+        qdir.rmdir()
+    return failed
 
 
 @contextlib.contextmanager
 def stop_on_signals():
     """SIGINT/SIGTERM set the yielded flag (checked by the caller's poll loop) instead of
     raising, so the worker is stopped, TX drained and final stats written."""
-    flag = {"stop": False}
+    flag = {"stop": False, "raise": False}
 
     def handler(signum, frame):
         flag["stop"] = True
+        if flag["raise"]:        # set around work that may be cut short (replay's scan)
+            raise KeyboardInterrupt
 
     old = [signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)]
     try:
@@ -350,12 +739,34 @@ def replay_wait(fw, total, progress, stall_seconds, sig) -> None:
 
 def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[str] = (),
            progress: Optional[Callable[[int, int], None]] = None,
-           stall_seconds: float = 3.0) -> dict:
+           stall_seconds: float = 3.0, counts: Optional[dict[str, int]] = None,
+           prepared: bool = False) -> dict:
     """Forward every packet of the input pcaps; stop when all are received and the TX
-    buffers are drained (or when the PMD delivers nothing for stall_seconds)."""
-    total = sum(pcap_count(f) for f in inputs.values())
-    fw = Forwarder(replay_config(cfg, inputs, out_dir), extra_eal)
+    buffers are drained (or when the PMD delivers nothing for stall_seconds).
+
+    Before anything is forwarded: no input may be a file the replay writes, out_dir is
+    locked for this process, every input record is checked (prepared=True: the caller
+    did the first two; counts: check_inputs' result). After: each output pcap is checked
+    against its port's TX counters; summary["output_errors"] lists what was lost (empty:
+    every transmitted frame is in the outputs). SIGINT/SIGTERM before forwarding raise
+    Interrupted; during it, stop it like the end of the input; during the scan of the
+    outputs for flows per member, cut the scan short (summary["interrupted_during"])."""
+    if not prepared:
+        check_inputs_not_written(cfg, inputs, out_dir)
+        lock_out_dir(out_dir)
+    if counts is None:
+        counts = check_inputs(cfg, inputs)
+    total = sum(counts.values())
     with stop_on_signals() as sig:
+        try:
+            rcfg = replay_config(cfg, inputs, out_dir)
+        except OSError as e:
+            raise InputError(f"--out-dir {out_dir}: cannot write "
+                             f"{e.filename or 'there'}: {e.strerror}") from None
+        fw = Forwarder(rcfg, extra_eal)
+        if sig["stop"]:
+            fw.close()
+            raise Interrupted("interrupted during start-up: nothing was forwarded")
         fw.start()
         try:
             replay_wait(fw, total, progress, stall_seconds, sig)
@@ -365,18 +776,42 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
             flows = fw.core.flows()
             fw.close()
             summary["mbufs_in_use_after"] = fw.mbufs_in_use()
-            merge_outputs(cfg, out_dir)
-    # a fat-flow aggregate whose sessions RSS spread over workers has an entry in each
-    # (docs/workers.md §3): counted once here
-    summary["flows"]["flows_distinct"] = len({flow_identity(f) for f in flows})
-    summary["interrupted"] = sig["stop"]
-    (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
-    spread.add_flow_counts(cfg, summary["groups"], out_dir)
-    summary["input_packets"] = total
-    summary["not_received"] = total - summary["rx"]
-    summary["inputs"] = dict(inputs)
-    summary["out_dir"] = str(out_dir)
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+            merge_failed = merge_outputs(cfg, out_dir)
+        during = "forwarding" if sig["stop"] else None
+        summary["input_packets"] = total
+        summary["not_received"] = total - summary["rx"]
+        summary["inputs"] = dict(inputs)
+        summary["out_dir"] = str(out_dir)
+        errors = list(merge_failed.values()) + verify_outputs(cfg, out_dir, summary,
+                                                              set(merge_failed))
+        # a fat-flow aggregate whose sessions RSS spread over workers has an entry in
+        # each (docs/workers.md §3): counted once here
+        summary["flows"]["flows_distinct"] = len({flow_identity(f) for f in flows})
+        try:
+            (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
+        except OSError as e:
+            errors.append(f"{out_dir}/flows.json: {e.strerror}")
+        # flows per member, from intact outputs only; a signal since forwarding ended
+        # (during the checks above) or during the scan cuts the scan short
+        if not errors and not (sig["stop"] and not during):
+            sig["raise"] = True
+            try:
+                spread.add_flow_counts(cfg, summary["groups"], out_dir)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sig["raise"] = False
+        if sig["stop"] and not during:
+            during = "post-run scan"
+        summary["interrupted"] = bool(during)
+        summary["interrupted_during"] = during
+        summary["output_errors"] = errors
+        try:
+            (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+            summary["summary_file"] = str(Path(out_dir) / "summary.json")
+        except OSError as e:
+            errors.append(f"{out_dir}/summary.json: {e.strerror}")
+            summary["summary_file"] = None
     return summary
 
 

@@ -356,8 +356,8 @@ CASES = [
                             "lcore map like \"0@0,1@1,2@1\", got '1-0'"),
     ({"eal.lcores": "0;1"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\" or an "
                             "lcore map like \"0@0,1@1,2@1\", got '0;1'"),
-    ({"eal.lcores": "0@0,1@1,1@1"}, "eal.lcores: must be a core list like \"0-1\" or \"0,2\" "
-                                    "or an lcore map like \"0@0,1@1,2@1\", got '0@0,1@1,1@1'"),
+    ({"eal.lcores": "0@0,1@1,1@1"}, "eal.lcores: must name each lcore once (lcore 1 is named "
+                                    "twice), got '0@0,1@1,1@1'"),
     ({"eal.lcores": "0-17"}, "eal.lcores: must be a main lcore and at most 16 workers, "
                              "got '0-17'"),
     ({"eal.memory_mb": 32}, "eal.memory_mb: must be an integer from 64 to 65536, got 32"),

@@ -10,6 +10,15 @@ default of a key that must be present.
 mpls and pseudowires are compiled into Config.mpls and Config.pseudowires (and each
 attachment circuit's Port.xconnect_index); mirror is checked here but only kept as
 written in ``Config.raw`` (no defaults applied), which keeps the whole document as parsed.
+
+Hostile documents (issue 18) end in errors, in bounded time: a value in a message is
+cut to about 80 characters without building its whole repr (rules.short), aliases that
+expand the document past a limit are refused before it is built (a "billion laughs"
+bomb), an integer too long for Python to convert is a value like any other (HugeInt),
+and list items that are not mappings are reported, not dereferenced. With --no-huge the
+memory the LPM tables and the rest need in EAL is checked against eal.memory_mb
+(config/memory.py); load(host=True) also checks the CPUs and memory of this host
+(config/host.py).
 """
 from __future__ import annotations
 
@@ -21,12 +30,14 @@ import yaml
 from ..crc32c import crc32c
 from ..limits import (MAX_FAT_EXCLUDE, MAX_GROUPS, MAX_MEMBERS, MAX_NEXTHOPS, MAX_PORTS,
                       MAX_ROUTES_PER_VRF, MAX_VRFS)
+from .lcores import parse_lcores
 from .model import (Config, Eal, FlowTable, Group, HashSpec, LfibRule, Member, Mpls, NextHop,
                     Node, Port, Pseudowire, Route, Tunnel, Vrf)
 from .rules import (BAD, BUCKETS, ConfigError, Ctx, EAL, FLOW_TABLE, HASH, LFIB_ACTIONS,
-                    MAX_SWAP_LABELS, NODE_NAME_RE, REQUIRED, TUNNEL, _hint, boolean,
-                    checker, devargs, fat_flows, fields, integer, ip_address, label, labels,
-                    list_of, name, named, one_of, prefix, record, unicast_mac, unique)
+                    MAX_SWAP_LABELS, NODE_NAME_RE, REQUIRED, TUNNEL, HugeInt, _hint, _is_int,
+                    boolean, devargs_checker, fat_flows, fields, integer, ip_address, label,
+                    labels, list_of, name, named, named_like, one_of, prefix, record, short,
+                    unicast_mac, unique)
 
 
 _ABSENT = object()
@@ -48,6 +59,11 @@ class _Validator:
             "pseudowires": self._keys(data.get("pseudowires", _ABSENT), {}),
         }
         ports = data.get("ports")
+        eal = data.get("eal")
+        mbuf_size = eal.get("mbuf_size") if isinstance(eal, dict) else None
+        if not (_is_int(mbuf_size) and 256 <= mbuf_size <= 65535):
+            mbuf_size = Eal.mbuf_size
+        self.devargs = devargs_checker(mbuf_size - 128)     # the mbuf's data room
         self.via = self.ref("a next hop or group", "nexthops", "groups")
         self.port_xconnect = {p["name"]: p.get("xconnect") for p in ports
                               if isinstance(p, dict) and isinstance(p.get("name"), str)
@@ -106,10 +122,40 @@ class _Validator:
         for port in top["ports"]:
             if port.xconnect is not None:
                 port.xconnect_index = self.names["pseudowires"][port.xconnect]
-        return Config(path=path, node=top["node"], ports=top["ports"], vrfs=top["vrfs"],
-                      nexthops=top["nexthops"], groups=top["groups"],
-                      flow_table=top["flow_table"], eal=top["eal"],
-                      mpls=top["mpls"] or Mpls(), pseudowires=pseudowires, raw=self.data)
+        cfg = Config(path=path, node=top["node"], ports=top["ports"], vrfs=top["vrfs"],
+                     nexthops=top["nexthops"], groups=top["groups"],
+                     flow_table=top["flow_table"], eal=top["eal"],
+                     mpls=top["mpls"] or Mpls(), pseudowires=pseudowires, raw=self.data)
+        self.memory_checks(cfg)
+        if self.errors:
+            raise ConfigError(self.errors)
+        return cfg
+
+    def memory_checks(self, cfg: Config) -> None:
+        """The LPM tables' limits, and (with --no-huge, where eal.memory_mb is all EAL
+        has) the memory the configuration needs in EAL (config/memory.py)."""
+        from . import memory
+        for vrf in cfg.vrfs:
+            n6 = sum(r.prefix.version == 6 for r in vrf.routes)
+            if memory.lpm6_tbl8s(n6) > memory.LPM6_MAX_TBL8:
+                most = memory.LPM6_MAX_TBL8 // memory.LPM6_TBL8_PER_ROUTE
+                self.root.at("vrfs").at(vrf.name).at("routes").report(
+                    f"must have at most {most} IPv6 routes (rte_lpm6 holds "
+                    f"{memory.LPM6_MAX_TBL8} tbl8 groups, {memory.LPM6_TBL8_PER_ROUTE} "
+                    f"per route), got {n6}")
+        if self.errors or not cfg.eal.no_huge:
+            return          # with huge pages EAL grows past -m: config/host.py checks
+        try:
+            workers = max(1, len(parse_lcores(cfg.eal.lcores)) - 1)
+        except ValueError:
+            workers = 1
+        need = memory.need(cfg, workers)
+        if need.eal_mb > cfg.eal.memory_mb:
+            parts = ", ".join(f"{what} {-(-size // memory.MiB)} MiB"
+                              for what, size, _ in need.eal)
+            self.root.at("eal").at("memory_mb").report(
+                f"must be at least {need.eal_mb} for this configuration ({parts}): raise "
+                f"eal.memory_mb to {need.eal_mb}, got {cfg.eal.memory_mb}")
 
     def cross_checks(self, top: dict) -> None:
         groups, nexthops = self.names["groups"] or {}, self.names["nexthops"] or {}
@@ -134,9 +180,8 @@ class _Validator:
 
     def node(self, ctx, value):
         node = fields(ctx, value, {
-            "name": (checker("a name of letters, digits, '_', '.' and '-'",
-                             lambda v: isinstance(v, str) and NODE_NAME_RE.fullmatch(v)),
-                     REQUIRED),
+            "name": (named_like("a name of letters, digits, '_', '.' and '-'",
+                                NODE_NAME_RE), REQUIRED),
             "seed": (integer(0, 0xFFFFFFFF), None),
             "tunnel_address": (ip_address, None)})
         if node is BAD:
@@ -172,7 +217,7 @@ class _Validator:
     def port(self, ctx, value):
         port = fields(ctx, value, {
             "name": (name, REQUIRED),
-            "devargs": (devargs, REQUIRED),
+            "devargs": (self.devargs, REQUIRED),
             "mac": (unicast_mac, REQUIRED),
             "vrf": (self.ref("a VRF", "vrfs"), "default"),
             "mode": (one_of("flow", "packet"), "flow"),
@@ -182,7 +227,8 @@ class _Validator:
                 "to": (self.ref("a port", "ports"), REQUIRED),
                 "direction": (one_of("rx", "tx", "both"), "both"),
                 "sample": (integer(1), 1)}), None),
-            "xconnect": (self.ref("a pseudowire", "pseudowires"), None)})
+            "xconnect": (self.ref("a pseudowire", "pseudowires"), None)},
+            none_is_empty=False)
         if port is BAD:
             return BAD
         vrfs = self.names["vrfs"]
@@ -221,7 +267,8 @@ class _Validator:
         return False, 0
 
     def route(self, ctx, value):
-        route = fields(ctx, value, {"prefix": (prefix, REQUIRED), "via": (self.via, REQUIRED)})
+        route = fields(ctx, value, {"prefix": (prefix, REQUIRED), "via": (self.via, REQUIRED)},
+                       none_is_empty=False)
         if route is BAD:
             return BAD
         return Route(route["prefix"], route["via"], *self.resolve_via(route["via"]))
@@ -236,6 +283,7 @@ class _Validator:
             "tunnel": (TUNNEL, None)})
         if nh is BAD:
             return BAD
+        value = value or {}                     # `nh1:` with nothing under it
         port = nh["port"]
         if isinstance(port, str) and self.port_xconnect.get(port) is not None:
             ctx.at("port").error("a port without xconnect", port)
@@ -281,7 +329,7 @@ class _Validator:
     def member(self, ctx, value):
         member = fields(ctx, value, {
             "nexthop": (self.ref("a next hop", "nexthops"), REQUIRED),
-            "weight": (integer(0, 65535), 1)})
+            "weight": (integer(0, 65535), 1)}, none_is_empty=False)
         if member is BAD:
             return BAD
         nexthops = self.names["nexthops"]
@@ -318,7 +366,7 @@ class _Validator:
                 spec[key] = (check, None)
             elif key in needed:
                 spec[key] = (check, REQUIRED)
-        return fields(ctx, value, spec)
+        return fields(ctx, value, spec, none_is_empty=False)
 
     def lfib_rule(self, entry):
         """An LfibRule from a checked `mpls.lfib` entry, references resolved; BAD when
@@ -385,9 +433,20 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # libyaml: ~5x f
                 mark = key_node.start_mark
                 self.duplicates.append(
                     f"line {mark.line + 1}, column {mark.column + 1}: duplicate key "
-                    f"{key!r} (first at line {first.start_mark.line + 1})")
+                    f"{short(key)} (first at line {first.start_mark.line + 1})")
         return super().construct_mapping(node, deep)
 
+
+def _construct_int(loader, node):
+    """An int, or HugeInt for one with more digits than Python converts (a value the
+    checkers reject, shown cut), instead of a ValueError out of the YAML library."""
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        return HugeInt(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 _INT = "tag:yaml.org,2002:int"
 _Loader.yaml_implicit_resolvers = {
@@ -399,10 +458,70 @@ _Loader.add_implicit_resolver(_INT, re.compile(r"""^(?:[-+]?0b[0-1_]+
     |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
 
 
+# A document whose aliases expand it to more nodes than this is refused before it is
+# built or checked (the validator walks the expanded document: a "billion laughs" bomb
+# would never end): at least ALIAS_NODES, or ALIAS_FACTOR times the nodes written.
+ALIAS_NODES = 100_000
+ALIAS_FACTOR = 8
+
+
+class _AliasBomb(Exception):
+    def __init__(self, node, message: str):
+        self.node, self.message = node, message
+
+
+def _check_expansion(root) -> None:
+    """Raise _AliasBomb if the node graph under root, with every alias expanded, is
+    larger than the limit or refers to itself. Iterative (depth is unbounded), and only
+    collections are visited: a scalar counts one wherever it is."""
+    scalar = yaml.ScalarNode
+    size: dict[int, int] = {}        # id -> expanded size, of each collection done
+    nodes = []                       # the collections in the order they were done
+    distinct = 1
+    on_path = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if node.__class__ is scalar or key in size:
+            continue
+        kids = (node.value if isinstance(node, yaml.SequenceNode)
+                else [n for pair in node.value for n in pair])
+        if done:
+            on_path.discard(key)
+            total = 1
+            for k in kids:
+                total += 1 if k.__class__ is scalar else size[id(k)]
+            size[key] = total
+            nodes.append(node)
+            continue
+        if key in on_path:
+            raise _AliasBomb(node, "an alias refers to the value that contains it "
+                                   "(a recursive alias): refused")
+        on_path.add(key)
+        distinct += len(kids)
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids
+                     if k.__class__ is not scalar and id(k) not in size)
+    limit = max(ALIAS_NODES, ALIAS_FACTOR * distinct)
+    if size.get(id(root), 1) > limit:
+        node = next(n for n in nodes if size[id(n)] > limit)     # the innermost
+        raise _AliasBomb(node, f"aliases expand this value to more than {limit:,} nodes "
+                               f"(the document has about {distinct:,}): refused (a YAML "
+                               "alias bomb?)")
+
+
 def _parse(text: str, file: str):
     loader = _Loader(text)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and "&" in text and "*" in text:   # no alias, no expansion
+            _check_expansion(node)
+        data = loader.construct_document(node) if node is not None else None
+    except _AliasBomb as e:
+        mark = e.node.start_mark
+        raise ConfigError([f"{file}: line {mark.line + 1}, column {mark.column + 1}: "
+                           f"{e.message}"]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -417,19 +536,27 @@ def _parse(text: str, file: str):
     return data
 
 
-def load_text(text: str, path: str = "<string>") -> Config:
-    """Parse and validate a configuration held in a string; raise ConfigError."""
+def load_text(text: str, path: str = "<string>", host: bool = False) -> Config:
+    """Parse and validate a configuration held in a string; raise ConfigError. host:
+    also check it against this host (the CPUs of eal.lcores, memory: config/host.py)."""
     file = os.path.basename(path) or path
     data = _parse(text, file)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{file}: must be a mapping, got {data!r}"])
-    return _Validator(data, file).run(str(path))
+        raise ConfigError([f"{file}: must be a mapping, got {short(data)}"])
+    cfg = _Validator(data, file).run(str(path))
+    if host:
+        from .host import host_errors
+        errors = host_errors(cfg, file)
+        if errors:
+            raise ConfigError(errors)
+    return cfg
 
 
-def load(path) -> Config:
-    """Read, parse and validate the configuration file at `path`; raise ConfigError."""
+def load(path, host: bool = False) -> Config:
+    """Read, parse and validate the configuration file at `path`; raise ConfigError.
+    host: also check it against this host (config/host.py)."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -437,4 +564,4 @@ def load(path) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else str(e)
         raise ConfigError([f"{os.path.basename(path)}: cannot read: {reason}"]) from None
-    return load_text(text, path)
+    return load_text(text, path, host)
