@@ -87,3 +87,30 @@ asan-build: deps venv
 	  setup.py pyproject.toml pyx dataplane tools | tar -xf - -C $(ASAN_DIR)/src
 	cd $(ASAN_DIR)/src && CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address" \
 	  $(abspath $(BIN))/python setup.py -q build_ext --inplace --force
+
+# Fuzzing (fuzz/README.md): atheris feeds bursts through the Cython core and the reference
+# model (fuzz/harness.py); a crash, an exception, a byte or counter difference, an
+# accounting gap or an mbuf left in use is a finding, saved under FUZZ_ARTIFACTS. Runs
+# FUZZ_SECONDS (default 10 minutes) or FUZZ_RUNS inputs (-1: no limit), whichever comes
+# first, in FUZZ_JOBS processes (libFuzzer -fork), then reports the execs. The seed
+# corpus (fuzz/make_corpus.py, from the differential corpora) is made once in FUZZ_CORPUS,
+# which libFuzzer then grows. FUZZ_FLAGS: more libFuzzer flags (-seed=1, -dict=...).
+FUZZ_SECONDS   ?= 600
+FUZZ_RUNS      ?= -1
+FUZZ_JOBS      ?= 1
+FUZZ_CORPUS    ?= fuzz/corpus
+FUZZ_ARTIFACTS ?= fuzz/artifacts
+FUZZ_LOG       ?= $(FUZZ_ARTIFACTS)/fuzz.log
+FUZZ_FLAGS     ?=
+.PHONY: fuzz
+fuzz: venv
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install -q "atheris>=2.3"
+	@$(BIN)/python -c "import dataplane._core" 2>/dev/null || $(MAKE) --no-print-directory build
+	@[ -n "$$(ls -A $(FUZZ_CORPUS) 2>/dev/null)" ] || $(BIN)/python fuzz/make_corpus.py $(FUZZ_CORPUS)
+	@mkdir -p $(FUZZ_ARTIFACTS)
+	( $(BIN)/python fuzz/harness.py -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS) -ignore_crashes=0,) \
+	    -timeout=30 -rss_limit_mb=4096 -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(abspath $(FUZZ_ARTIFACTS))/ $(FUZZ_FLAGS) $(FUZZ_CORPUS) 2>&1; \
+	  echo "harness exit status $$?" ) | tee $(FUZZ_LOG)
+	@$(BIN)/python fuzz/harness.py --report $(FUZZ_LOG)
