@@ -34,6 +34,7 @@ def ext(name, src):
 extensions = [ext("dataplane._core", "pyx/loop.pyx"),
               ext("dataplane._hashing", "pyx/hashing.pyx"),
               ext("dataplane._rss", "pyx/rss.pyx"),
+              ext("dataplane._pcapscan", "pyx/pcapscan.pyx"),   # replay's pcap walks
               ext("dataplane._micro", "pyx/micro.pyx")]    # bench/micro only
 # DP_EXT=dataplane._rss,... builds only those modules (others may be mid-edit)
 only = {name.strip() for name in os.environ.get("DP_EXT", "").split(",") if name.strip()}

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .cli_live import LIVE_COMMANDS, ask, socket_args
 from .cli_trex import add_parsers as add_trex_parsers
+from .mirror import add_parsers as add_mirror_parsers
 from .cli_trex import add_tunables
 from .console import err, out
 from .drops import DROP_REASONS
@@ -136,11 +137,19 @@ def summary_table(s: dict, title: str) -> Table:
     for r in DROP_REASONS:
         if s["drops"][r]:
             t.add_column(r, justify="right")
+    # mirror copies (docs/mirroring.md §4): columns only when a port mirrors
+    mirror = [m for m in ("mirrored", "mirror_dropped", "mirror_tx")
+              if any(p.get(m) for p in s["ports"].values())]
+    for m in mirror:
+        t.add_column(m, justify="right")
     for name, p in s["ports"].items():
         t.add_row(name, f"{p['rx']:,}", f"{p['tx']:,}",
-                  *[f"{p['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]])
+                  *[f"{p['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]],
+                  *[f"{p.get(m, 0):,}" for m in mirror])
     t.add_row("total", f"{s['rx']:,}", f"{s['tx']:,}",
-              *[f"{s['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]], style="bold")
+              *[f"{s['drops'][r]:,}" for r in DROP_REASONS if s["drops"][r]],
+              *[f"{sum(p.get(m, 0) for p in s['ports'].values()):,}" for m in mirror],
+              style="bold")
     return t
 
 
@@ -180,6 +189,9 @@ def print_summary(s: dict, title: str, per_worker: bool = False) -> None:
         out.print(f"flows: created {f['flow_created']:,}, aged {f['flow_aged']:,}, "
                   f"deleted {f['flow_deleted']:,}, rehashed {f['flow_rehashed']:,}, "
                   f"table full {f['flow_table_full']:,}, active {f['flows_active']:,}")
+    if s.get("mirrored") or s.get("mirror_dropped"):
+        out.print(f"mirror: {s['mirrored']:,} copies sent, {s['mirror_dropped']:,} that "
+                  "could not be made or sent (mirror_dropped)")
     if s.get("mpls", {}).get("el_not_readable"):
         out.print(f"mpls: {s['mpls']['el_not_readable']:,} pushes placed the entropy label "
                   f"beyond the next hop's erld (el_not_readable)")
@@ -562,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also a row per worker (summary.json always has them)")
     add_tunables(r)
     add_trex_parsers(sub)
+    add_mirror_parsers(sub)
     u = sub.add_parser("run", help="forward until SIGINT/SIGTERM",
                        usage="dataplane run CONFIG [--duration S] [--loop PCAP] "
                              "[-- EAL args]")
@@ -651,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "trex":
         from .cli_trex import cmd_trex
         return cmd_trex(a)
+    if a.cmd == "mirror-decode":
+        from .mirror import cmd_mirror_decode
+        return cmd_mirror_decode(a)
     if a.cmd in LIVE_COMMANDS:
         return LIVE_COMMANDS[a.cmd](a)
     if a.cmd == "flow":

@@ -54,9 +54,12 @@ def cmd_vif(a) -> int:
     if a.json:
         out.print_json(data=ports)
         return 0
+    mirror = [c for c in ("mirrored", "mirror_dropped", "mirror_tx")
+              if any(p.get(c) for p in ports)]       # columns only where mirroring is
     print_rows("interfaces", [dict(p, rx=f"{p['rx']:,}", tx=f"{p['tx']:,}",
                                    drops=sum(p["drops"].values())) for p in ports],
-               ["index", "name", "vrf", "mode", "mac", "rx", "tx", "drops", "devargs"])
+               ["index", "name", "vrf", "mode", "mac", "rx", "tx", "drops", *mirror,
+                "devargs"])
     return 0
 
 

@@ -79,13 +79,15 @@ class Control:
         raise ValueError(f"no vrf named {vrf!r}")
 
     def routes(self, vrf) -> dict:
-        return dict(self.tables.routes[self.vrf_index(vrf)])
+        """A VRF's routes, {ip_network: next-hop id}."""
+        return self.tables.routes[self.vrf_index(vrf)].as_dict()
 
     def set_routes(self, vrf, routes: dict) -> int:
         """Replace a VRF's routes ({ip_network: next-hop id}); the published version."""
         i = self.vrf_index(vrf)
-        self.core.set_routes(i, routes)
-        self.tables.routes[i] = dict(routes)
+        columns = compiler.RouteColumns.from_dict(routes)
+        self.core.set_routes(i, columns)
+        self.tables.routes[i] = columns
         return self.core.version
 
     def apply(self, change: dict) -> int:

@@ -37,18 +37,28 @@ CODES = {
     "A_POP": 1,
     "A_POP_LOOKUP": 2,
     "A_POP_XC": 3,
+    "MIRROR_RX": 1,              # mirror direction bits (a port's mirror, and the
+    "MIRROR_TX": 2,              # metadata header's direction field: docs/mirroring.md)
+    "MIRROR_NONE": 0xFFFF,       # metadata: no egress port yet (rx copy), no VRF
+    "MIRROR_META_LEN": 32,       # bytes of the analyzer metadata header
+    "MIRROR_HDR_MAX": 96,        # Ethernet + IPv6 + UDP + metadata, rounded up
+    "MIRROR_STAGE": 64,          # copies one burst may make (rx + tx: 2 * BURST)
 }
 MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS, MAX_ROUTES_PER_VRF = 256, 65535, 4096, 1 << 20
 
-# per-port counter slots: rx, tx, then the drop reasons in order; room for growth
-COUNTERS = ("rx", "tx") + DROP_REASONS
+# per-port counters that are no drop of the port's packets: mirror copies of its traffic
+# made and accepted by the PMD, and those that could not be made or sent (docs/mirroring.md)
+MIRROR_COUNTERS = ("mirrored", "mirror_dropped")
+# per-port counter slots: rx, tx, the drop reasons in order, the mirror counters
+COUNTERS = ("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS
 N_COUNTERS = 16
 assert len(COUNTERS) <= N_COUNTERS
 
 
 def slot_name(name: str) -> str:
-    """The C enum name of a counter slot: C_RX, C_TX, D_<REASON>."""
-    return ("C_" if name in ("rx", "tx") else "D_") + name.upper()
+    """The C enum name of a counter slot: C_RX, C_TX, C_MIRRORED, C_MIRROR_DROPPED,
+    D_<REASON>."""
+    return ("D_" if name in DROP_REASONS else "C_") + name.upper()
 
 
 globals().update(LIMITS)

@@ -23,6 +23,7 @@ import yaml
 from .config import ConfigError, load_text
 from .config.compile import nexthop_table, routes_of
 from .config.model import Config
+from .config.routes import expand_runs
 from .limits import NH_GROUP
 
 
@@ -51,13 +52,27 @@ class Live:
     def __init__(self, fw):
         self.fw = fw
         self.cfg: Config = fw.cfg
-        self.doc: dict = copy.deepcopy(fw.cfg.raw)
+        self._doc: dict | None = None     # the document, made on the first change
         self.lock = threading.Lock()          # one change at a time
         self.changes = 0
         # running group member slots: [(next-hop name, weight, present)]
         self.slots = {g.name: [(m.nexthop, m.weight, True) for m in g.members]
                       for g in self.cfg.groups}
         self.nh_index = {n.name: n.index for n in self.cfg.nexthops}
+
+    @property
+    def doc(self) -> dict:
+        """The running configuration document, as YAML alone reads it: route runs
+        (config/routes.py) expanded into {prefix, via} items, on first use (a million
+        routes make a million dicts, which a forwarder that is never changed live need
+        not hold)."""
+        if self._doc is None:
+            self._doc = expand_runs(self.cfg.raw)
+        return self._doc
+
+    @doc.setter
+    def doc(self, value: dict) -> None:
+        self._doc = value
 
     def members(self) -> dict:
         """{group: [(next hop, weight)]} per member slot as running (a removed member:

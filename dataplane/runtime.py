@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import spread
+from . import _pcapscan, spread
 from .config.lcores import eal_flag, parse_lcores
 from .config.compile import compile_config
 from .config.model import Config
 from .control import Control
 from .drops import DROP_REASONS
 from .errors import DataplaneError
+from .limits import MIRROR_COUNTERS
 
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
@@ -92,7 +93,20 @@ def counter_names() -> list[str]:
     names[rx], names[tx] = "rx", "tx"
     for i, reason in enumerate(DROP_REASONS):
         names[first_drop + i] = reason
+    for slot, name in zip(_core.mirror_slots(), MIRROR_COUNTERS):
+        names[slot] = name
     return names
+
+
+def mirror_stats(cfg: Config, ports: dict) -> None:
+    """Each port's mirror_tx: the mirror copies of other ports' packets it transmitted
+    (docs/mirroring.md §4), from the mirrored ports' `mirrored`."""
+    for p in cfg.ports:
+        ports[p.name]["mirror_tx"] = 0
+    for p in cfg.ports:
+        if p.mirror is not None:
+            ports[cfg.ports[p.mirror.egress_index].name]["mirror_tx"] += \
+                ports[p.name]["mirrored"]
 
 
 class Forwarder:
@@ -176,7 +190,9 @@ class Forwarder:
             c = {n: v for n, v in zip(names, row) if n}
             ports[p.name] = {"rx": c["rx"], "tx": c["tx"],
                              "drops": {r: c[r] for r in DROP_REASONS},
+                             **{m: c[m] for m in MIRROR_COUNTERS},
                              "dpdk": self.core.port_stats(p.index)}
+        mirror_stats(self.cfg, ports)
         drops = {r: sum(v["drops"][r] for v in ports.values()) for r in DROP_REASONS}
         secs = ((self.stopped or time.monotonic()) - self.started) if self.started else 0.0
         rx = sum(v["rx"] for v in ports.values())
@@ -191,6 +207,7 @@ class Forwarder:
                             "rx": sum(c["rx"] for c in named),
                             "tx": sum(c["tx"] for c in named),
                             "drops": {r: sum(c[r] for c in named) for r in DROP_REASONS},
+                            **{m: sum(c[m] for c in named) for m in MIRROR_COUNTERS},
                             "flows": fl})
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
                 "workers": workers,
@@ -200,6 +217,7 @@ class Forwarder:
                 "groups": groups, "fragments": self.core.frag_counters(),
                 "flows": self.core.flow_counters(), "mpls": self.core.mpls_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
+                **{m: sum(v[m] for v in ports.values()) for m in MIRROR_COUNTERS},
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}
 
@@ -321,25 +339,22 @@ def _check_classic(buf, path: str, endian: str, max_len: int, reason: str) -> in
     limit = min(snap, max_len)
     # libpcap's rule: before 2.3 (and in 543.0) caplen and len are swapped; 2.3: maybe
     swap = 2 if (major == 543 or minor < 3) else 1 if minor == 3 else 0
-    lengths = struct.Struct(endian + "II").unpack_from
-    off, n = 24, 0
-    while off < size:
-        n += 1
-        if size - off < 16:
-            raise InputError(f"{path}: record {n:,}: truncated: the file ends "
-                             f"{size - off} bytes into its 16-byte header")
-        cap, wire = lengths(buf, off + 8)
-        if swap and (swap == 2 or cap > wire):
-            cap, wire = wire, cap
-        if cap > limit or cap > wire:
-            raise InputError(f"{path}: record {n:,}: "
-                             f"{_frame_problem(cap, wire, snap, max_len, reason)}")
-        off += 16 + cap                 # libpcap reads caplen bytes (after any swap)
-        if off > size:
-            raise InputError(f"{path}: record {n:,}: truncated: the file ends "
-                             f"{off - size:,} bytes before the end of its "
-                             f"{cap:,}-byte frame")
-    return n
+    # the record walk in C (a Python loop took a second per 3 M records); libpcap
+    # reads caplen bytes (after any swap)
+    status, whole, off, cap, wire, _, _ = _pcapscan.walk_classic(buf, endian == ">", swap,
+                                                                 limit, True)
+    n = whole + 1                       # the record a problem is in
+    if status == _pcapscan.STATUS["header_cut"]:
+        raise InputError(f"{path}: record {n:,}: truncated: the file ends "
+                         f"{size - off} bytes into its 16-byte header")
+    if status == _pcapscan.STATUS["bad_lengths"]:
+        raise InputError(f"{path}: record {n:,}: "
+                         f"{_frame_problem(cap, wire, snap, max_len, reason)}")
+    if status == _pcapscan.STATUS["data_cut"]:
+        raise InputError(f"{path}: record {n:,}: truncated: the file ends "
+                         f"{off + 16 + cap - size:,} bytes before the end of its "
+                         f"{cap:,}-byte frame")
+    return whole
 
 
 def _check_pcapng(buf, path: str, max_len: int, reason: str) -> int:
@@ -557,20 +572,11 @@ def output_records(path: Path) -> tuple[int, int, int, Optional[str]]:
             endian = _CLASSIC.get(buf[:4])
             if endian is None:
                 return 0, 0, 0, "not a classic pcap file"
-            lengths = struct.Struct(endian + "II").unpack_from
-            off, n, total, cut = 24, 0, 0, 0
-            while off < size:
-                if size - off < 16:
-                    return n, total, cut, (f"the file ends inside record {n + 1:,} "
-                                           f"({n:,} whole records)")
-                cap, wire = lengths(buf, off + 8)
-                if off + 16 + cap > size:
-                    return n, total, cut, (f"the file ends inside record {n + 1:,} "
-                                           f"({n:,} whole records)")
-                off += 16 + cap
-                n += 1
-                total += cap
-                cut += cap < wire
+            # record headers only, walked in C
+            status, n, _, _, _, total, cut = _pcapscan.walk_classic(
+                buf, endian == ">", 0, 0xFFFFFFFF, False)
+    if status:
+        return n, total, cut, f"the file ends inside record {n + 1:,} ({n:,} whole records)"
     return n, total, cut, None
 
 
@@ -593,7 +599,9 @@ def verify_outputs(cfg: Config, out_dir: str, summary: dict,
             errors.append(f"{path}: cannot read it back: {getattr(e, 'strerror', e)}")
             continue
         found[p.name] = {"file": str(path), "records": n, "bytes": nbytes, "cut": cut}
-        sent, sent_bytes = st["tx"], (st.get("dpdk") or {}).get("obytes")
+        # what it sent: its packets and the mirror copies it carried
+        sent = st["tx"] + st.get("mirror_tx", 0)
+        sent_bytes = (st.get("dpdk") or {}).get("obytes")
         if problem or n != sent:
             errors.append(f"{path}: {problem or f'{n:,} records'}, but port {p.name} "
                           f"transmitted {sent:,}")
@@ -750,7 +758,8 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
     against its port's TX counters; summary["output_errors"] lists what was lost (empty:
     every transmitted frame is in the outputs). SIGINT/SIGTERM before forwarding raise
     Interrupted; during it, stop it like the end of the input; during the scan of the
-    outputs for flows per member, cut the scan short (summary["interrupted_during"])."""
+    outputs for flows per member (made only when the flow tables cannot give them:
+    spread.table_flow_counts), cut the scan short (summary["interrupted_during"])."""
     if not prepared:
         check_inputs_not_written(cfg, inputs, out_dir)
         lock_out_dir(out_dir)
@@ -791,18 +800,26 @@ def replay(cfg: Config, inputs: dict[str, str], out_dir: str, extra_eal: list[st
             (Path(out_dir) / "flows.json").write_text(json.dumps(flows))
         except OSError as e:
             errors.append(f"{out_dir}/flows.json: {e.strerror}")
-        # flows per member, from intact outputs only; a signal since forwarding ended
-        # (during the checks above) or during the scan cuts the scan short
-        if not errors and not (sig["stop"] and not during):
+        # flows per member: from the flow tables when they account for every packet the
+        # members carried (spread.table_flow_counts), else from the intact outputs; a
+        # signal since forwarding ended (during the checks above) or during the scan
+        # cuts the scan short
+        counts = spread.table_flow_counts(cfg, summary["groups"], flows, summary["flows"])
+        summary["flow_counts_from"] = None
+        if counts is not None:
+            spread.set_flow_counts(cfg, summary["groups"], counts)
+            summary["flow_counts_from"] = "flow tables"
+        elif not errors and not (sig["stop"] and not during):
             sig["raise"] = True
             try:
                 spread.add_flow_counts(cfg, summary["groups"], out_dir)
+                summary["flow_counts_from"] = "outputs"
             except KeyboardInterrupt:
                 pass
             finally:
                 sig["raise"] = False
-        if sig["stop"] and not during:
-            during = "post-run scan"
+        if sig["stop"] and not during and counts is None:
+            during = "post-run scan"      # (with the tables' counts nothing was cut)
         summary["interrupted"] = bool(during)
         summary["interrupted_during"] = during
         summary["output_errors"] = errors

@@ -227,7 +227,8 @@ class ControlServer:
             out.append({"index": p.index, "name": p.name, "vrf": p.vrf, "mode": p.mode,
                         "mac": p.mac.hex(":"), "devargs": p.devargs, "rx": c["rx"],
                         "tx": c["tx"], "drops": {k: v for k, v in c["drops"].items() if v},
-                        "dpdk": c["dpdk"]})
+                        "mirrored": c["mirrored"], "mirror_dropped": c["mirror_dropped"],
+                        "mirror_tx": c["mirror_tx"], "dpdk": c["dpdk"]})
         return out
 
     def cmd_dropstats(self, req):

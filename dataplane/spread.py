@@ -1,9 +1,11 @@
 """How a replay spread traffic over each group's members: packets (from the core's
-per-member counters), flows (distinct 5-tuples seen in the output pcaps on each member's
-next hop) and the imbalance: max over live members of realised share / configured share
-(1.0 is perfect; for equal weights it is max/mean)."""
+per-member counters), flows (distinct 5-tuples that left on each member's next hop: from
+the flow tables when they account for every packet, else from the output pcaps) and the
+imbalance: max over live members of realised share / configured share (1.0 is perfect;
+for equal weights it is max/mean)."""
 from __future__ import annotations
 
+import os
 import struct
 from collections import defaultdict
 from pathlib import Path
@@ -110,10 +112,68 @@ def flow_of(frame: bytes) -> Optional[tuple[int, bytes, bytes, int, int, int]]:
     return family, src, dst, proto, sport, dport
 
 
+def set_flow_counts(cfg: Config, groups: dict, counts: dict) -> None:
+    """Write flows per member ({(group index, member slot): flows}) and the flow
+    imbalance into the summary's groups."""
+    for g in cfg.groups:
+        st = groups[g.name]
+        per_member = [counts.get((g.index, i), 0) for i in range(len(st["members"]))]
+        for m, c in zip(st["members"], per_member):
+            m["flows"] = c
+        st["flows"] = sum(per_member)
+        st["imbalance_flows"] = round(imbalance(per_member,
+                                                [m["weight"] for m in st["members"]]), 4)
+
+
+def table_flow_counts(cfg: Config, groups: dict, flows: list[dict],
+                      counters: dict) -> Optional[dict]:
+    """Flows per member from the flow tables ({(group index, member slot): flows}), or
+    None when the tables do not account for every packet a member carried.
+
+    They do when, for every member, the packets of the entries pinned to it add up to
+    its packet counter (so no packet went out through it without an entry: packet-mode
+    ports, non-first fragments, protocols without ports, a full table with `on_full:
+    hash`, labelled traffic), no entry was deleted or aged (its packets would be
+    missing) or re-hashed to another member, and no port has fat-flow rules (an
+    aggregate entry stands for many 5-tuples, and the figure counts 5-tuples). Then the
+    distinct 5-tuples of those entries are exactly the flows a scan of the outputs
+    finds (add_flow_counts): each entry's packets left on its member's next hop. ICMP
+    entries keep the type as destination port; flow_of reads 0 there, so it is 0 here."""
+    if any(p.fat_flows for p in cfg.ports) or any(
+            counters.get(k) for k in ("flow_deleted", "flow_aged", "flow_rehashed",
+                                      "flow_table_full")):
+        return None
+    carried = defaultdict(int)
+    seen = defaultdict(set)
+    for f in flows:
+        g, m = f["group"], f["member"]
+        if g is None or m is None:
+            continue
+        carried[(g, m)] += f["packets"]
+        icmp = f["proto"] == (ICMP if f["family"] == 4 else ICMPV6)
+        seen[(g, m)].add((f["family"], f["src"], f["dst"], f["proto"], f["sport"],
+                          0 if icmp else f["dport"]))
+    for g in cfg.groups:
+        for i, m in enumerate(groups[g.name]["members"]):
+            if carried.get((g.index, i), 0) != m["packets"]:
+                return None
+    return {k: len(v) for k, v in seen.items()}
+
+
+SCAN_CHUNK = 1 << 20                    # records per C call (48 bytes of key each)
+
+
 def add_flow_counts(cfg: Config, groups: dict, out_dir: str) -> None:
     """Count distinct flows per member from DIR/<port>.pcap (frames leave on the member's
-    next hop: egress port + destination MAC, and their destination routes to the group)."""
-    from scapy.utils import RawPcapReader
+    next hop: egress port + destination MAC, and their destination routes to the group).
+    The frames' keys are read in C (dataplane._pcapscan.flow_keys, flow_of's rules),
+    deduplicated with numpy; only each distinct destination is looked up here. A signal
+    handler that raises KeyboardInterrupt cuts it short between chunks."""
+    import mmap
+
+    import numpy as np
+
+    from . import _pcapscan
     if not cfg.groups:
         return
     by_hop = defaultdict(list)                 # (port index, dst mac) → [(group, member)]
@@ -121,33 +181,52 @@ def add_flow_counts(cfg: Config, groups: dict, out_dir: str) -> None:
         for i, m in enumerate(g.members):
             nh = cfg.nexthops[m.nexthop_index]
             by_hop[(nh.port_index, nh.mac)].append((g.index, i))
-    lpms = vrf_tables(cfg.vrfs)
+    lpms = None
+    routed: dict[bytes, set] = {}             # (family + destination) → groups it routes to
     flows = defaultdict(set)
     scanned = 0
     for p in cfg.ports:
         path = Path(out_dir) / f"{p.name}.pcap"
         if not path.exists():
             continue
-        for frame, _ in RawPcapReader(str(path)):
-            scanned += 1
-            if scanned > MAX_FLOW_SCAN:
-                return
-            cands = by_hop.get((p.index, frame[:6]))
-            if not cands:
+        macs = {int.from_bytes(mac + b"\0\0", "little"): cands
+                for (port, mac), cands in by_hop.items() if port == p.index}
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size <= 24:
                 continue
-            key = flow_of(frame)
-            if key is None:
-                continue
-            family, dst = key[0], key[2]
-            groups_hit = {r.via_index for t in lpms
-                          for r in [t[family].lookup(dst)] if r and r.via_group}
-            for gi, mi in cands:
-                if gi in groups_hit:
-                    flows[(gi, mi)].add(key)
-    for g in cfg.groups:
-        st = groups[g.name]
-        counts = [len(flows[(g.index, i)]) for i in range(len(g.members))]
-        for m, c in zip(st["members"], counts):
-            m["flows"] = c
-        st["flows"] = sum(counts)
-        st["imbalance_flows"] = round(imbalance(counts, [m.weight for m in g.members]), 4)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                big = buf[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
+                off = 24
+                while off < len(buf):
+                    keys, off = _pcapscan.flow_keys(buf, big, off, SCAN_CHUNK)
+                    if not len(keys):
+                        break
+                    scanned += len(keys)
+                    if scanned > MAX_FLOW_SCAN:
+                        return
+                    if not macs:
+                        continue
+                    mac = np.zeros((len(keys), 8), np.uint8)
+                    mac[:, :6] = keys[:, :6]
+                    mac = mac.view("<u8").ravel()
+                    for value, cands in macs.items():
+                        rows = keys[(mac == value) & (keys[:, 6] == 1), 7:46]
+                        if not len(rows):
+                            continue
+                        distinct = np.unique(np.ascontiguousarray(rows).view(
+                            np.dtype((np.void, rows.shape[1]))).ravel()).tolist()
+                        for key in distinct:
+                            dst = key[0:1] + key[17:33]
+                            hit = routed.get(dst)
+                            if hit is None:
+                                if lpms is None:
+                                    lpms = vrf_tables(cfg.vrfs)
+                                family = key[0]
+                                addr = key[17:21] if family == 4 else key[17:33]
+                                hit = routed[dst] = {
+                                    r.via_index for t in lpms
+                                    for r in [t[family].lookup(addr)] if r and r.via_group}
+                            for gi, mi in cands:
+                                if gi in hit:
+                                    flows[(gi, mi)].add(key)
+    set_flow_counts(cfg, groups, {k: len(v) for k, v in flows.items()})

@@ -2,6 +2,8 @@
 # dataplane/config/compile.py made into C tables, publishes changed versions to the
 # workers RCU-style (docs/workers.md §4), and reads the workers' counters and flows.
 
+from libc.errno cimport ENOSPC
+
 cdef extern from "stdlib.h" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
@@ -13,6 +15,103 @@ cdef void free_vrf(vrf_t *v) noexcept nogil:
         rte_lpm6_free(v.lpm6)
     v.lpm4 = NULL
     v.lpm6 = NULL
+
+
+cdef int lpm4_fill(rte_lpm *lpm, uint32_t n_tbl8, const uint32_t *addr, const uint8_t *plen,
+                   const uint32_t *nh, size_t n) noexcept nogil:
+    """Write routes (prefix lengths 1 to 32, distinct) into an empty rte_lpm's tables
+    as rte_lpm_add would leave them, in one pass: 0, or -ENOMEM / -ENOSPC (more tbl8
+    groups needed than n_tbl8). rte_lpm_add scans every rule of the same length for a
+    duplicate and every tbl8 group for a free one, so a million adds take minutes
+    (O(n^2)); here the routes are ordered by length (shortest first, so a longer prefix
+    overwrites what a shorter one wrote, as rte_lpm's depth checks decide) and each
+    writes its tbl24 range, or its tbl8 range in the group of its /24 (made on first
+    use from the tbl24 entry it replaces, entry 0 flagged in use, as tbl8_alloc does).
+    Lookups see exactly rte_lpm_add's result (tests/test_config_scale.py compares them).
+    The rule table stays empty: the table is built once and never changed (a change
+    of routes builds a new one)."""
+    cdef uint32_t *tbl24 = <uint32_t *>&lpm.tbl24[0]
+    cdef uint32_t *tbl8 = <uint32_t *>lpm.tbl8
+    cdef uint32_t *order = <uint32_t *>malloc(n * sizeof(uint32_t) + 1)
+    cdef size_t start[34]
+    cdef size_t i, t, t2, end
+    cdef uint32_t a, e, old, base, groups = 0, d
+    if order == NULL:
+        return -ENOMEM
+    memset(start, 0, sizeof(start))
+    for i in range(n):                     # counting sort by length, stable
+        start[plen[i] + 1] += 1
+    for d in range(1, 34):
+        start[d] += start[d - 1]
+    for i in range(n):
+        order[start[plen[i]]] = <uint32_t>i
+        start[plen[i]] += 1
+    for t in range(n):
+        i = order[t]
+        d = plen[i]
+        if d == 0 or d > 32:
+            continue
+        a = addr[i] & ((<uint32_t>0xFFFFFFFF) << (32 - d))
+        e = (nh[i] & 0xFFFFFF) | <uint32_t>RTE_LPM_LOOKUP_SUCCESS | (d << 26)
+        if d <= 24:
+            end = (a >> 8) + (<size_t>1 << (24 - d))
+            for t2 in range(a >> 8, end):
+                tbl24[t2] = e
+            continue
+        old = tbl24[a >> 8]
+        if (old & RTE_LPM_VALID_EXT_ENTRY_BITMASK) != RTE_LPM_VALID_EXT_ENTRY_BITMASK:
+            if groups == n_tbl8:
+                free(order)
+                return -ENOSPC
+            base = groups * RTE_LPM_TBL8_GROUP_NUM_ENTRIES
+            for t2 in range(RTE_LPM_TBL8_GROUP_NUM_ENTRIES):
+                tbl8[base + t2] = old if old & RTE_LPM_LOOKUP_SUCCESS else 0
+            tbl8[base] |= <uint32_t>0x02000000           # the group is in use
+            tbl24[a >> 8] = groups | <uint32_t>RTE_LPM_VALID_EXT_ENTRY_BITMASK
+            groups += 1
+        else:
+            base = (old & 0xFFFFFF) * RTE_LPM_TBL8_GROUP_NUM_ENTRIES
+        end = base + (a & 0xFF) + (<size_t>1 << (32 - d))
+        for t2 in range(base + (a & 0xFF), end):
+            tbl8[t2] = e | (tbl8[t2] & <uint32_t>0x02000000)
+    free(order)
+    return 0
+
+
+def lpm4_lookups(routes, const uint32_t[::1] probes, bint by_add=False):
+    """The next-hop id (NH_NONE: no match) of each probe address in an rte_lpm holding
+    the IPv4 routes of `routes` (compile.RouteColumns; /0 left out), written by
+    lpm4_fill as the core does, or (by_add) by rte_lpm_add route by route, DPDK's own
+    way: tests/test_config_scale.py checks that the two agree."""
+    global _table_seq
+    cdef rte_lpm_config c
+    cdef rte_lpm *lpm
+    cdef const uint32_t[::1] a = routes.v4_addr
+    cdef const uint8_t[::1] p = routes.v4_plen
+    cdef const uint32_t[::1] h = routes.v4_nh
+    cdef size_t n = a.shape[0], i
+    cdef uint32_t hop
+    out = np.full(probes.shape[0], NH_NONE, np.uint32)
+    cdef uint32_t[::1] o = out
+    memset(&c, 0, sizeof(c))
+    c.max_rules = max(1024, 2 * n)
+    c.number_tbl8s = max(256, int((routes.v4_plen > 24).sum()) + 16)
+    _table_seq += 1
+    lpm = <rte_lpm *>check_ptr(rte_lpm_create(f"lt_{_table_seq}".encode(), SOCKET_ID_ANY, &c),
+                               "rte_lpm_create(lpm4_lookups)")
+    try:
+        if by_add:
+            for i in range(n):
+                if p[i]:
+                    check(rte_lpm_add(lpm, a[i], p[i], h[i]), "rte_lpm_add")
+        elif n:
+            check(lpm4_fill(lpm, c.number_tbl8s, &a[0], &p[0], &h[0], n), "lpm4_fill")
+        for i in range(<size_t>probes.shape[0]):
+            if rte_lpm_lookup(lpm, probes[i], &hop) == 0:
+                o[i] = hop
+    finally:
+        rte_lpm_free(lpm)
+    return out
 
 
 def add_up(rows):
@@ -34,6 +133,11 @@ def counter_slots():
     return C_RX, C_TX, D_PARSE_ERROR, N_COUNTERS
 
 
+def mirror_slots():
+    """(mirrored, mirror_dropped): the slots of the mirror counters."""
+    return C_MIRRORED, C_MIRROR_DROPPED
+
+
 cdef class Tables:
     """The compiled tables (one published version at a time) and the workers' contexts
     that read them: per worker its ports' TX buffers and counters, flow table, fragment
@@ -47,11 +151,13 @@ cdef class Tables:
     cdef list vrf_names
     cdef list launched             # lcores of the running workers (loop.pyx)
     cdef list flow_memory          # per worker: FlowMemory
+    cdef list mirror_copies        # tests: the mirror copies Core.process() made
     cdef public uint64_t grace_waits   # grace periods waited
 
     def __cinit__(self):
         self.launched = []
         self.flow_memory = []
+        self.mirror_copies = []
         self.t = <tables_t *>check_alloc(calloc(1, sizeof(tables_t)), "tables")
         self.t.mpls = <mpls_t *>check_alloc(calloc(1, sizeof(mpls_t)), "MPLS tables")
         self.shared.current = self.t
@@ -75,9 +181,13 @@ cdef class Tables:
         for i in range(workers):
             check(rte_rcu_qsbr_thread_register(self.shared.rcu, i),
                   "rte_rcu_qsbr_thread_register", True)
+        ts_ns, ts_tsc = time.time_ns(), rte_rdtsc()    # mirror timestamps' base
         for i in range(workers):
             c = self.w[i] = <ctx_t *>check_alloc(calloc(1, sizeof(ctx_t)),
                                                  f"worker {i} context")
+            c.ts_base_ns = ts_ns
+            c.ts_base_tsc = ts_tsc
+            c.ns_per_tsc = 1e9 / rte_get_tsc_hz()
             self.nworkers = i + 1
             c.worker = i
             c.shared = &self.shared
@@ -95,6 +205,7 @@ cdef class Tables:
             key_mask4(c.entropy_fields, c.entropy_mask4)
             for p in compiled.ports:
                 load_port(&c.ports[p.index], p)
+                c.mirroring |= p.mirror is not None
         self._load_nexthops(compiled.nexthops)
         self.ngroups = len(compiled.groups)
         self.t.groups = <group_t *>check_alloc(calloc(max(1, self.ngroups), sizeof(group_t)),
@@ -221,48 +332,60 @@ cdef class Tables:
             self.t.vrfs[i].default4 = self.t.vrfs[i].default6 = NH_NONE
             self._build_vrf(&self.t.vrfs[i], i, routes[i])
 
-    cdef _build_vrf(self, vrf_t *v, int index, dict routes):
-        """VRF `index`'s LPM tables for `routes` ({ip_network: next-hop id}) into *v."""
+    cdef _build_vrf(self, vrf_t *v, int index, routes):
+        """VRF `index`'s LPM tables for `routes` (compile.RouteColumns: per family the
+        network addresses, prefix lengths and next-hop ids, as numpy arrays) into *v.
+        IPv4 is written in one pass (lpm4_fill), IPv6 added route by route without the
+        GIL (rte_lpm6 finds rules by hash)."""
         global _table_seq
         cdef rte_lpm_config c4
         cdef rte_lpm6_config c6
-        cdef bytes a
+        cdef const uint32_t[::1] a4 = routes.v4_addr
+        cdef const uint8_t[::1] p4 = routes.v4_plen
+        cdef const uint32_t[::1] n4 = routes.v4_nh
+        cdef const uint8_t[:, ::1] a6 = routes.v6_addr
+        cdef const uint8_t[::1] p6 = routes.v6_plen
+        cdef const uint32_t[::1] n6 = routes.v6_nh
+        cdef size_t k4 = a4.shape[0], k6 = p6.shape[0], i
+        cdef int r = 0
         name_of = self.vrf_names[index]
         v.lpm4 = NULL
         v.lpm6 = NULL
         v.default4 = v.default6 = NH_NONE
-        r4 = [p for p in routes if p.version == 4]
-        r6 = [p for p in routes if p.version == 6]
         _table_seq += 1
         try:
-            if any(p.prefixlen for p in r4):
+            if k4 and p4[np.argmax(routes.v4_plen)]:
                 memset(&c4, 0, sizeof(c4))
-                c4.max_rules = max(1024, 2 * len(r4))
-                c4.number_tbl8s = max(256, sum(p.prefixlen > 24 for p in r4) + 16)
+                c4.max_rules = max(1024, 2 * k4)
+                c4.number_tbl8s = max(256, int((routes.v4_plen > 24).sum()) + 16)
                 name = f"l4_{_table_seq}".encode()
                 v.lpm4 = <rte_lpm *>check_ptr(rte_lpm_create(name, SOCKET_ID_ANY, &c4),
                                               f"rte_lpm_create(vrf {name_of})")
-            if any(p.prefixlen for p in r6):
+                with nogil:
+                    r = lpm4_fill(v.lpm4, c4.number_tbl8s, &a4[0], &p4[0], &n4[0], k4)
+                check(r, f"load {k4} IPv4 routes in vrf {name_of}")
+            if k6 and p6[np.argmax(routes.v6_plen)]:
                 memset(&c6, 0, sizeof(c6))
-                c6.max_rules = max(1024, 2 * len(r6))
-                c6.number_tbl8s = max(256, 14 * len(r6))
+                c6.max_rules = max(1024, 2 * k6)
+                c6.number_tbl8s = max(256, 14 * k6)
                 name = f"l6_{_table_seq}".encode()
                 v.lpm6 = <rte_lpm6 *>check_ptr(rte_lpm6_create(name, SOCKET_ID_ANY, &c6),
                                                f"rte_lpm6_create(vrf {name_of})")
-            for prefix, nh_id in routes.items():
-                what = f"add route {prefix} in vrf {name_of}"
-                if prefix.prefixlen == 0:
-                    if prefix.version == 4:
-                        v.default4 = nh_id
-                    else:
-                        v.default6 = nh_id
-                elif prefix.version == 4:
-                    check(rte_lpm_add(v.lpm4, int(prefix.network_address), prefix.prefixlen,
-                                      nh_id), "rte_lpm_add: " + what)
-                else:
-                    a = prefix.network_address.packed
-                    check(rte_lpm6_add(v.lpm6, <const uint8_t *>a, prefix.prefixlen,
-                                       nh_id), "rte_lpm6_add: " + what)
+                with nogil:
+                    for i in range(k6):
+                        if p6[i]:
+                            r = rte_lpm6_add(v.lpm6, &a6[i, 0], p6[i], n6[i])
+                            if r < 0:
+                                break
+                if r < 0:
+                    check(r, f"rte_lpm6_add: add route "
+                             f"{ipaddress.IPv6Address(bytes(a6[i]))}/{p6[i]} in vrf {name_of}")
+            for i in range(k4):
+                if p4[i] == 0:
+                    v.default4 = n4[i]
+            for i in range(k6):
+                if p6[i] == 0:
+                    v.default6 = n6[i]
         except BaseException:
             free_vrf(v)
             raise
@@ -346,9 +469,9 @@ cdef class Tables:
             free(old_arr)
         free(old_buckets)
 
-    def set_routes(self, int index, dict routes):
-        """Replace VRF `index`'s routes ({ip_network: next-hop id}): new LPM tables are
-        built beside the old ones and published; the old ones are freed after the grace
+    def set_routes(self, int index, routes):
+        """Replace VRF `index`'s routes (compile.RouteColumns): new LPM tables are built
+        beside the old ones and published; the old ones are freed after the grace
         period."""
         cdef vrf_t nv
         cdef vrf_t old
@@ -357,7 +480,7 @@ cdef class Tables:
         cdef tables_t *nt
         if not 0 <= index < self.nvrfs:
             raise ValueError(f"no vrf {index}")
-        for nh_id in routes.values():
+        for nh_id in np.unique(np.concatenate([routes.v4_nh, routes.v6_nh])).tolist():
             if not (nh_id & NH_GROUP and (nh_id & ~NH_GROUP) < self.ngroups or
                     not nh_id & NH_GROUP and nh_id < self.nnhs):
                 raise ValueError(f"bad next-hop id {nh_id}")
@@ -425,6 +548,11 @@ cdef class Tables:
 
     # ------------------------------------------------------------------ flows
 
+    def set_mirror_time(self, ns):
+        """Tests: the timestamp of every mirror copy, in ns (None: the clock)."""
+        for w in range(self.nworkers):
+            self.w[w].mirror_fake_ns = 0 if ns is None else max(1, <uint64_t>ns)
+
     def set_clock(self, seconds):
         """Tests: the flow tables' clock in seconds (None: the TSC)."""
         for w in range(self.nworkers):
@@ -463,6 +591,7 @@ cdef class Tables:
         cdef void *kv
         cdef uint32_t i
         cdef double hz = rte_get_tsc_hz()
+        from socket import AF_INET, inet_ntop      # IPv4 text: ipaddress's, 10x faster
         out = []
         for w in range(self.nworkers):
             ft = &self.w[w].flows
@@ -477,10 +606,14 @@ cdef class Tables:
                 if grp is not None:
                     nh_used = (self.t.groups[grp].member_nh[e.member]
                                if e.member != NO_MEMBER else None)
+                if alen == 4:
+                    src = inet_ntop(AF_INET, (<char *>k.src)[:4])
+                    dst = inet_ntop(AF_INET, (<char *>k.dst)[:4])
+                else:
+                    src = str(ipaddress.IPv6Address((<char *>k.src)[:16]))
+                    dst = str(ipaddress.IPv6Address((<char *>k.dst)[:16]))
                 out.append({
-                    "vrf": be16(k.vrf), "family": k.family,
-                    "src": str(ipaddress.ip_address(bytes(k.src[:alen]))),
-                    "dst": str(ipaddress.ip_address(bytes(k.dst[:alen]))),
+                    "vrf": be16(k.vrf), "family": k.family, "src": src, "dst": dst,
                     "proto": k.proto, "sport": be16(k.sport), "dport": be16(k.dport),
                     "in_port": e.in_port, "nh_id": nh_used, "group": grp,
                     "member": None if grp is None or e.member == NO_MEMBER else e.member,
@@ -608,3 +741,25 @@ cdef load_port(port_t *pt, p):
         fr.exclude[i].family = family
         fr.exclude[i].plen = plen
         memcpy(fr.exclude[i].addr, <const char *>a, len(a))
+    load_mirror(pt, p.mirror)
+
+
+cdef load_mirror(port_t *pt, m):
+    """A compile.MirrorTable (or None) into a worker's port."""
+    cdef mirror_t *mr = &pt.mirror
+    cdef bytes hdr
+    pt.mirror_rx = pt.mirror_tx = 0
+    if m is None:
+        return
+    hdr = m.hdr
+    if len(hdr) > MIRROR_HDR_MAX or m.sample < 1 or not 0 <= m.dest < MAX_PORTS:
+        raise ValueError("bad mirror table")
+    pt.mirror_rx = (m.dirs & MIRROR_RX) != 0
+    pt.mirror_tx = (m.dirs & MIRROR_TX) != 0
+    mr.dest = m.dest
+    mr.sample = m.sample
+    mr.analyzer = m.analyzer
+    mr.v6 = m.v6
+    mr.osum = m.osum
+    mr.hlen = len(hdr)
+    memcpy(mr.hdr, <const char *>hdr, len(hdr))

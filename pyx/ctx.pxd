@@ -16,6 +16,20 @@ from mpls_input cimport mpls_t
 from fatflow cimport fat_rules_t
 from flow cimport flow_table_t
 
+ctypedef struct mirror_t:
+    # A port's mirror (docs/mirroring.md): where its copies go and how; per worker, the
+    # 1-in-N ticks, the copies' sequence numbers and a TX buffer of its own for them.
+    uint16_t dest              # index of the port the copies leave by
+    uint8_t analyzer           # 1: UDP + metadata to an analyzer; 0: raw copies
+    uint8_t v6                 # the analyzer is reached over IPv6
+    uint16_t hlen              # analyzer: bytes of hdr (Ethernet + IP + UDP + metadata)
+    uint32_t sample            # copy 1 packet in N (per direction)
+    uint32_t osum              # analyzer over IPv4: the template's IP header word sum
+    uint32_t tick[2]           # rx, tx: packets seen since the last copy, mod sample
+    uint32_t seq[2]            # rx, tx: packets sampled (the metadata's sequence)
+    rte_eth_dev_tx_buffer *txb # this worker's buffer of copies toward dest
+    uint8_t hdr[MIRROR_HDR_MAX]    # analyzer template; per copy: lengths, checksums, fields
+
 ctypedef struct port_t:
     uint16_t port_id           # DPDK port id
     uint16_t vrf               # VRF index of an L3 port
@@ -24,9 +38,12 @@ ctypedef struct port_t:
     uint8_t bound              # 1: a DPDK port is attached
     uint8_t flow_mode          # 1: flow mode (the flow table pins flows); 0: packet mode
     uint16_t pw                # pseudowire of an attachment circuit, NO_PW: none
-    uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason (dataplane/limits.py COUNTERS)
+    uint8_t mirror_rx          # 1: a copy of 1 in mirror.sample packets it receives
+    uint8_t mirror_tx          # 1: ... of the packets it sends
+    uint64_t cnt[N_COUNTERS]   # rx, tx, drops by reason, mirror (dataplane/limits.py COUNTERS)
     rte_eth_dev_tx_buffer *txb # this worker's TX buffer toward the port
     fat_rules_t fat
+    mirror_t mirror
 
 ctypedef struct tables_t:
     # One published version of the forwarding tables: immutable once published; a change
@@ -53,6 +70,16 @@ ctypedef struct ctx_t:
     uint64_t drain_tsc         # flush TX buffers at least this often
     uint64_t loops
     uint64_t fake_now          # tests: the clock (TSC units); 0 = rte_rdtsc()
+    uint16_t in_port           # the port of the burst in process (a tx copy's ingress)
+    uint8_t mirroring          # 1: some port mirrors (its copies' buffers are flushed)
+    uint16_t n_mirror          # mirror copies the burst made, sent after its packets
+    uint16_t mirror_src[MIRROR_STAGE]  # ... the mirrored port of each
+    uint8_t mirror_dir[MIRROR_STAGE]   # ... MIRROR_RX or MIRROR_TX
+    rte_mbuf *mirror_out[MIRROR_STAGE]
+    uint64_t ts_base_ns        # mirror timestamps: Unix time in ns at TSC ts_base_tsc
+    uint64_t ts_base_tsc
+    double ns_per_tsc
+    uint64_t mirror_fake_ns    # tests: every mirror timestamp; 0 = the TSC
     port_t ports[MAX_PORTS]
     vrf_t *vrfs
     nexthop_t *nhs

@@ -65,10 +65,12 @@ from mpls_input cimport mpls_t, lfib_entry_t, pw_t, be32
 from fatflow cimport fat_rules_t
 from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete, flow_flush,
                    flow_age_paced, flow_sig, AGE_SLICE, EMC_SLOTS, KEY_SLOT)
-from ctx cimport ctx_t, port_t, tables_t, shared_t, tables_refresh, clock_now
+from ctx cimport ctx_t, port_t, mirror_t, tables_t, shared_t, tables_refresh, clock_now
 from pipeline cimport process_burst, region_cb, decap_cb, emit_mpls_cb, push_cb
 from tx cimport tx_send, tx_flush, tx_refused
+from mirror cimport mirror_send, mirror_refused
 import ipaddress
+import time
 import numpy as np
 
 include "memory.pxi"
@@ -105,6 +107,8 @@ cdef int worker(void *arg) noexcept nogil:
             k = process_burst(c, i, pkts, n, out, out_port)
             if k:
                 tx_send(c, out, out_port, k)
+            if c.n_mirror:             # mirror copies, after the burst's own packets
+                mirror_send(c)
         now = rte_rdtsc()
         if now - last > c.drain_tsc:
             tx_flush(c)
@@ -184,6 +188,17 @@ cdef class Core(Tables):
             check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
             check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
                   f"rte_eth_tx_buffer_set_err_callback({dev_name})")
+            if pt.mirror_rx or pt.mirror_tx:
+                # its copies' own buffer: a copy the PMD refuses is this port's
+                # mirror_dropped, never an original's tx_full (pyx/mirror.pxd)
+                pt.mirror.txb = <rte_eth_dev_tx_buffer *>check_alloc(
+                    calloc(1, dp_tx_buffer_size(BURST)),
+                    f"mirror TX buffer of {dev_name} queue {q}")
+                check(rte_eth_tx_buffer_init(pt.mirror.txb, BURST),
+                      f"rte_eth_tx_buffer_init(mirror of {dev_name})")
+                check(rte_eth_tx_buffer_set_err_callback(pt.mirror.txb, mirror_refused,
+                                                         <void *>pt.cnt),
+                      f"rte_eth_tx_buffer_set_err_callback(mirror of {dev_name})")
         check(rte_eth_dev_start(pid), f"rte_eth_dev_start({dev_name})")
         rte_eth_promiscuous_enable(pid)   # not every PMD supports it; harmless
         for q in range(nq):
@@ -224,6 +239,8 @@ cdef class Core(Tables):
                 pt.rx = 0
                 free(pt.txb)
                 pt.txb = NULL
+                free(pt.mirror.txb)
+                pt.mirror.txb = NULL
         if failed:
             fail(failed[0][0], failed[0][1])
 
@@ -286,7 +303,25 @@ cdef class Core(Tables):
             for j in range(k):
                 result.append((out_port[j], mbuf_bytes(out[j])))
                 rte_pktmbuf_free(out[j])
+            self._take_staged(c, True)
         return result
+
+    cdef _take_staged(self, ctx_t *c, bint keep):
+        """The mirror copies the last burst staged, freed; keep: into mirror_copies as
+        (port they leave by, MIRROR_RX or MIRROR_TX, bytes)."""
+        cdef uint16_t j
+        for j in range(c.n_mirror):
+            if keep:
+                self.mirror_copies.append((c.ports[c.mirror_src[j]].mirror.dest,
+                                           c.mirror_dir[j], mbuf_bytes(c.mirror_out[j])))
+            rte_pktmbuf_free(c.mirror_out[j])
+        c.n_mirror = 0
+
+    def take_mirrored(self):
+        """Tests: the mirror copies process() made since the last call, in the order
+        made: [(port they leave by, MIRROR_RX or MIRROR_TX, bytes)]."""
+        out, self.mirror_copies = self.mirror_copies, []
+        return out
 
     def cycles(self, int in_port, frames, int rounds):
         """bench/cycles.py: TSC cycles per packet of process_burst() alone (no RX, no
@@ -310,6 +345,7 @@ cdef class Core(Tables):
                 t1 = rte_rdtsc()
                 for j in range(k):
                     rte_pktmbuf_free(out[j])
+                self._take_staged(c, False)
                 res.append((t1 - t0) / n)
         return res
 

@@ -26,6 +26,7 @@ from rewrite cimport nexthop_t, rewrite
 from push cimport push_ip, cut_end
 from mpls_output cimport emit_mpls
 from tx cimport tx_enqueue
+from mirror cimport mirror_rx
 from ctx cimport ctx_t, port_t, drop, clock_now
 
 
@@ -476,7 +477,12 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
 cdef inline uint16_t process_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uint16_t n,
                                    rte_mbuf **out, uint16_t *out_port) noexcept nogil:
     """A burst from port in_port: packet-mode ports take the one-pass path, flow-mode
-    ports the bulk flow-table path (chosen per burst, never per packet)."""
+    ports the bulk flow-table path (chosen per burst, never per packet). A port that
+    mirrors what it receives has its copies made first, before any stage touches the
+    packets; they wait in c.mirror_out for the caller (mirror_send)."""
+    c.in_port = in_port
+    if c.ports[in_port].mirror_rx:
+        mirror_rx(c, in_port, pkts, n)
     if c.ports[in_port].flow_mode:
         return flow_burst(c, in_port, pkts, n, out, out_port)
     return packet_burst(c, in_port, pkts, n, out, out_port)

@@ -2,8 +2,9 @@
 # telemetry socket, /var/run/dpdk/<file-prefix>/dpdk_telemetry.v2 as root (the forwarder's
 # prefix is dp<pid>), so `dpdk-telemetry.py -f dp<pid>` reads them from the running process:
 #
-#   /dataplane/stats             totals: rx, tx, drops by reason, flow table counters
-#   /dataplane/ports[,NAME]      per port: rx, tx, drops by reason (NAME: that port only)
+#   /dataplane/stats             totals: rx, tx, drops by reason, mirror copies, flow table
+#   /dataplane/ports[,NAME]      per port: rx, tx, drops by reason, mirrored and
+#                                mirror_dropped (NAME: that port only)
 #   /dataplane/groups[,NAME]     per group: packets per member slot (NAME: that group only)
 #
 # Keys are config names with every character outside [A-Za-z0-9_] made '_' (telemetry
@@ -92,16 +93,20 @@ cdef void tel_port_sums(const tel_src_t *s, int p, uint64_t *out) noexcept nogil
 
 cdef void tel_counters(const tel_src_t *s, rte_tel_data *d,
                        const uint64_t *cnt) noexcept nogil:
-    """name, rx, tx, dropped (their sum) and drops {reason: packets} into dict d."""
+    """name, rx, tx, dropped (their sum), drops {reason: packets}, and the mirror
+    counters (copies of the port's packets: no drop of its own) into dict d."""
     cdef rte_tel_data *drops = rte_tel_data_alloc()
     cdef uint64_t dropped = 0
     cdef int j
     rte_tel_data_add_dict_u64(d, "rx", cnt[C_RX])
     rte_tel_data_add_dict_u64(d, "tx", cnt[C_TX])
+    rte_tel_data_add_dict_u64(d, "mirrored", cnt[C_MIRRORED])
+    rte_tel_data_add_dict_u64(d, "mirror_dropped", cnt[C_MIRROR_DROPPED])
     if drops != NULL:
         rte_tel_data_start_dict(drops)
     for j in range(N_COUNTERS):
-        if j == C_RX or j == C_TX or s.slot[j][0] == 0:
+        if (j == C_RX or j == C_TX or j == C_MIRRORED or j == C_MIRROR_DROPPED or
+                s.slot[j][0] == 0):
             continue
         dropped += cnt[j]
         if drops != NULL:
@@ -339,6 +344,7 @@ def telemetry_attach(Tables core, ports, groups=(), counters=None, node=""):
         from dataplane.drops import DROP_REASONS
         counters = [""] * N_COUNTERS
         counters[C_RX], counters[C_TX] = "rx", "tx"
+        counters[C_MIRRORED], counters[C_MIRROR_DROPPED] = "mirrored", "mirror_dropped"
         for i, reason in enumerate(DROP_REASONS):
             counters[D_PARSE_ERROR + i] = reason
     counters = list(counters)

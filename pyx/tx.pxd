@@ -1,22 +1,28 @@
 # TX stage: packets a burst produced are enqueued per egress port (this worker's TX
 # queue), sent straight to the PMD when half a burst or more goes to one port with
 # nothing buffered (as testpmd does), and the buffers drained on a TSC timer. What a
-# PMD refuses is freed and counted tx_full on the egress port.
+# PMD refuses is freed and counted tx_full on the egress port. A port that mirrors what
+# it sends gets its copy here (pyx/mirror.pxd).
 from libc.stdint cimport uint16_t, uint64_t
 from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free
 from includes.rte_ethdev cimport rte_eth_tx_buffer, rte_eth_tx_buffer_flush, rte_eth_tx_burst
 from consts cimport *
 from ctx cimport ctx_t, port_t
+from mirror cimport mirror_tx, mirror_flush
 
 
 cdef inline void tx_enqueue(ctx_t *c, rte_mbuf *m, uint16_t port, rte_mbuf **out,
                             uint16_t *out_port, uint16_t *k) noexcept nogil:
     """Put a processed packet in the burst's output for `port` (counted tx now; a
-    refusal later moves it to tx_full)."""
+    refusal later moves it to tx_full); a port that mirrors what it sends copies it
+    now, as it is handed to TX (pyx/mirror.pxd)."""
+    cdef port_t *pt = &c.ports[port]
     out[k[0]] = m
     out_port[k[0]] = port
-    c.ports[port].cnt[C_TX] += 1
+    pt.cnt[C_TX] += 1
     k[0] += 1
+    if pt.mirror_tx:
+        mirror_tx(c, pt, port, m)
 
 
 cdef inline void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
@@ -34,6 +40,8 @@ cdef inline void tx_flush(ctx_t *c) noexcept nogil:
     for i in range(c.nports):
         if c.ports[i].bound:
             rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].txb)
+    if c.mirroring:                    # mirror copies after the ports' own packets
+        mirror_flush(c)
 
 
 cdef inline void tx_send(ctx_t *c, rte_mbuf **out, uint16_t *out_port,

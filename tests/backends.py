@@ -2,10 +2,13 @@
 tests run against uvloop and asyncio): the Cython core and the pure-Python reference model.
 
 Interface (that of ReferenceForwarder): process(in_port, frames) -> [(out_port, bytes)],
-counters() -> {port name: {"rx", "tx", <drop reason>...}}, group_counters(i) -> packets per
+counters() -> {port name: {"rx", "tx", <drop reason>...}}, mirror_counters() ->
+{port name: {"mirrored", "mirror_dropped"}}, group_counters(i) -> packets per
 member slot, frag_counters() -> {"frag_followed", "frag_fallback"}, the flow table's
 set_clock(seconds), age_all(), flows(), flow_flush(), flow_counters(), live
-update_group(i, [(nexthop index, weight, present)]), mpls_counters(), close().
+update_group(i, [(nexthop index, weight, present)]), mpls_counters(), the mirror copies
+made since the last call take_mirrored() -> [(out port, 1 = rx or 2 = tx, bytes)] and
+set_mirror_time(ns), close().
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 
 from dataplane.config.model import Config
 from dataplane.drops import DROP_REASONS
+from dataplane.limits import MIRROR_COUNTERS
 from dataplane.reference import ReferenceForwarder
 
 BACKENDS = ("reference", "cython")
@@ -43,6 +47,19 @@ class CythonBackend:
             slots = dict(zip(self._names, row))
             out[port.name] = {name: slots[name] for name in ("rx", "tx") + DROP_REASONS}
         return out
+
+    def mirror_counters(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for port, row in zip(self.cfg.ports, self.core.counters()):
+            slots = dict(zip(self._names, row))
+            out[port.name] = {name: slots[name] for name in MIRROR_COUNTERS}
+        return out
+
+    def take_mirrored(self) -> list[tuple[int, int, bytes]]:
+        return self.core.take_mirrored()
+
+    def set_mirror_time(self, ns) -> None:
+        self.core.set_mirror_time(ns)
 
     def group_counters(self, index: int) -> list[int]:
         return self.core.group_counters(index)

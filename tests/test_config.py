@@ -431,7 +431,7 @@ CASES = [
     ({"ports[0].mirror": {"to": "p0"}},
      "ports[0].mirror.to: must be a port other than the mirrored one, got 'p0'"),
     ({"ports[0].mirror": {"to": "up1", "sample": 0}},
-     "ports[0].mirror.sample: must be an integer >= 1, got 0"),
+     "ports[0].mirror.sample: must be an integer from 1 to 4294967295, got 0"),
     ({"ports[0].mirror": {"to": "up1", "direction": "in"}},
      "ports[0].mirror.direction: must be one of rx, tx, both, got 'in'"),
     ({"ports[0].xconnect": "pw9"},

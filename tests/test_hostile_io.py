@@ -17,6 +17,7 @@ either works or says what is wrong in one line with exit status 2.
 Each test drives `python -m dataplane.cli` in a child process (EAL once per process)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -410,17 +411,28 @@ def test_sigint_during_start_up(tmp_path, long_pcap):
         assert json.loads((out / "summary.json").read_text())["interrupted"] is True
 
 
-def test_sigint_during_post_run_scan(tmp_path, long_pcap):
+def test_sigint_during_post_run_scan(tmp_path):
     """Ctrl-C while flows per group member are counted from the outputs: the summary is
-    still printed and written, marked interrupted, no traceback."""
+    still printed and written, marked interrupted, no traceback. Flow mode takes those
+    counts from the flow tables at once (spread.table_flow_counts), so p0 is in packet
+    mode here, which makes the replay scan its outputs: 2 M frames of 1 M flows
+    (bench/replay_scale.py's traffic), half of them over the group."""
+    spec = importlib.util.spec_from_file_location("bench_replay_scale",
+                                                  ROOT / "bench" / "replay_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = tmp_path / "packet-mode.yaml"
+    cfg.write_text(bench.CONFIG.replace('mac: "02:00:00:00:00:01"}',
+                                        'mac: "02:00:00:00:00:01", mode: packet}', 1))
+    pcap = tmp_path / "flows.pcap"
+    bench.make_pcap(str(pcap), 2_000_000, 1_000_000)
     out = tmp_path / "out"
     errf = tmp_path / "err.txt"
-    proc = spawn("replay", SAMPLE_CFG, "--in", long_pcap, "--out-dir", out,
-                 stderr_file=errf)
+    proc = spawn("replay", cfg, "--in", pcap, "--out-dir", out, stderr_file=errf)
     try:
         # flows.json is written just before the scan of the outputs starts
         wait_for(lambda: (out / "flows.json").exists() or proc.poll() is not None, 120,
-                 "flows.json")
+                 "flows.json", step=0.002)
         assert proc.poll() is None, errf.read_text()
         os.kill(proc.pid, signal.SIGINT)
         rc, stdout, _ = finish(proc, timeout=30)
@@ -435,6 +447,7 @@ def test_sigint_during_post_run_scan(tmp_path, long_pcap):
     s = json.loads((out / "summary.json").read_text())
     assert s["interrupted"] is True and s["not_received"] == 0
     assert "flows" not in s["groups"]["spines"]          # the scan did not finish
+    assert s["flow_counts_from"] is None
 
 
 # ================================================================ 3. EAL runtime dirs

@@ -8,6 +8,7 @@ control plane. Live changes (dataplane/control.py) compile through the same func
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,8 +17,9 @@ import numpy as np
 from .. import ecmp, hashing
 from ..limits import (A_POP, A_POP_LOOKUP, A_POP_XC, A_SWAP, IGNORE_DST, IGNORE_NONE,
                       IGNORE_SRC, MAX_FAT_EXCLUDE, MAX_FAT_RULES, MAX_PUSH, MAX_SWAP,
-                      MEMBER_ACTIVE, MEMBER_DRAIN, MEMBER_REMOVED, NH_GROUP, NO_PREFIX, NO_PW,
-                      TUN_GRE, TUN_NONE, TUN_UDP)
+                      MEMBER_ACTIVE, MEMBER_DRAIN, MEMBER_REMOVED, MIRROR_HDR_MAX, MIRROR_RX,
+                      MIRROR_TX, NH_GROUP, NO_PREFIX, NO_PW, TUN_GRE, TUN_NONE, TUN_UDP)
+from ..mirror import meta_template
 from .model import FAT_FLOW_PROTOS, Config
 
 ACTIONS = {"swap": A_SWAP, "pop": A_POP, "pop-lookup": A_POP_LOOKUP, "pop-xconnect": A_POP_XC}
@@ -31,6 +33,18 @@ class FatTable:
 
 
 @dataclass
+class MirrorTable:
+    """A port's mirror (docs/mirroring.md)."""
+    dirs: int                  # MIRROR_RX | MIRROR_TX
+    dest: int                  # index of the port its copies leave by
+    sample: int                # 1 in N
+    analyzer: bool             # UDP + metadata (else raw copies)
+    v6: bool                   # the analyzer is reached over IPv6
+    hdr: bytes                 # analyzer: Ethernet + IP + UDP + metadata template
+    osum: int                  # analyzer over IPv4: sum of the template IP header's words
+
+
+@dataclass
 class PortTable:
     index: int
     l3: bool                   # in a VRF (else: a pseudowire attachment circuit)
@@ -38,6 +52,7 @@ class PortTable:
     flow_mode: bool
     pw: int                    # pseudowire index, or NO_PW
     fat: FatTable
+    mirror: Optional[MirrorTable] = None
 
 
 @dataclass
@@ -104,6 +119,60 @@ class FlowTableSpec:
 
 
 @dataclass
+class RouteColumns:
+    """A VRF's routes as the core loads them (pyx/core.pxi _build_vrf), per family: the
+    network addresses, prefix lengths and next-hop ids (via_id), numpy arrays."""
+    v4_addr: np.ndarray        # uint32, host order
+    v4_plen: np.ndarray        # uint8
+    v4_nh: np.ndarray          # uint32
+    v6_addr: np.ndarray        # uint8 (n, 16), network order
+    v6_plen: np.ndarray        # uint8
+    v6_nh: np.ndarray          # uint32
+
+    def __len__(self) -> int:
+        return len(self.v4_plen) + len(self.v6_plen)
+
+    @classmethod
+    def from_dict(cls, routes: dict) -> "RouteColumns":
+        """From {ip_network: next-hop id} (live changes: dataplane/control.py)."""
+        v4 = [(int(p.network_address), p.prefixlen, nh) for p, nh in routes.items()
+              if p.version == 4]
+        v6 = [(p.network_address.packed, p.prefixlen, nh) for p, nh in routes.items()
+              if p.version == 6]
+        return cls(np.array([a for a, _, _ in v4], np.uint32),
+                   np.array([n for _, n, _ in v4], np.uint8),
+                   np.array([h for _, _, h in v4], np.uint32),
+                   np.frombuffer(b"".join(a for a, _, _ in v6), np.uint8).reshape(-1, 16).copy(),
+                   np.array([n for _, n, _ in v6], np.uint8),
+                   np.array([h for _, _, h in v6], np.uint32))
+
+    def as_dict(self) -> dict:
+        """{ip_network: next-hop id} (made on demand: a million routes take a while)."""
+        import ipaddress
+        out = {ipaddress.IPv4Network((int(a), int(n))): int(h)
+               for a, n, h in zip(self.v4_addr, self.v4_plen, self.v4_nh)}
+        out.update({ipaddress.IPv6Network((bytes(a), int(n))): int(h)
+                    for a, n, h in zip(self.v6_addr, self.v6_plen, self.v6_nh)})
+        return out
+
+
+def route_columns(routes) -> RouteColumns:
+    """A VRF's routes (a list of Route, or a model.RouteTable) in the core's columns."""
+    from .model import RouteTable
+    if not isinstance(routes, RouteTable):
+        return RouteColumns.from_dict(routes_of_list(routes))
+    nh = routes.via_index.astype(np.uint32) | np.where(routes.via_group, np.uint32(NH_GROUP),
+                                                       np.uint32(0))
+    v4, v6 = routes.family == 4, routes.family == 6
+    hi, lo = routes.hi[v6], routes.lo[v6]
+    v6_addr = np.empty((len(hi), 16), np.uint8)
+    v6_addr[:, :8] = hi.astype(">u8").view(np.uint8).reshape(-1, 8)
+    v6_addr[:, 8:] = lo.astype(">u8").view(np.uint8).reshape(-1, 8)
+    return RouteColumns(routes.lo[v4].astype(np.uint32), routes.plen[v4].astype(np.uint8),
+                        nh[v4], v6_addr, routes.plen[v6].astype(np.uint8), nh[v6])
+
+
+@dataclass
 class Compiled:
     """Everything Core() copies in."""
     seed: int
@@ -112,7 +181,7 @@ class Compiled:
     nexthops: list[NextHopTable]
     groups: list[GroupTable]
     vrf_names: list[str]
-    routes: list[dict]         # per VRF: {ip_network: next-hop id}
+    routes: list[RouteColumns]   # per VRF
     mpls: MplsTable
     flow_table: Optional[FlowTableSpec]   # None: no flow-mode L3 port, no table
     group_buckets: dict = field(default_factory=dict)   # index → current bucket table
@@ -151,6 +220,40 @@ def outer_template(eth: bytes, src, tunnel) -> tuple[bytes, int]:
                                                  for i in range(0, 20, 2))
     ip = bytes([0x60, 0, 0, 0, 0, 0, proto, 64]) + src.packed + tunnel.remote.packed
     return eth + b"\x86\xdd" + ip + l4, 0
+
+
+MIRROR_DIRS = {"rx": MIRROR_RX, "tx": MIRROR_TX, "both": MIRROR_RX | MIRROR_TX}
+
+
+def mirror_table(cfg: Config, p) -> Optional[MirrorTable]:
+    """A port's mirror: raw copies out of `to`, or the analyzer's header template
+    (docs/mirroring.md §3): Ethernet to the `via` next hop's MAC from its port's MAC,
+    IPv4 (DF, id 0, TTL 64) or IPv6 (hop limit 64) from `source` to `address`, UDP
+    from and to `udp_port`, the metadata header; lengths, checksums and the per-copy
+    fields zero (the C core fills them per copy)."""
+    m = p.mirror
+    if m is None:
+        return None
+    dirs = MIRROR_DIRS[m.direction]
+    if m.analyzer is None:
+        return MirrorTable(dirs, m.to_index, m.sample, False, False, b"", 0)
+    a = m.analyzer
+    nh = cfg.nexthops[a.via_index]
+    eth = bytes(nh.mac) + bytes(cfg.ports[nh.port_index].mac)
+    udp = struct.pack("!HHHH", a.udp_port, a.udp_port, 0, 0)
+    if a.address.version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 64, 17, 0,
+                         a.source.packed, a.address.packed)
+        osum = sum(struct.unpack("!10H", ip))
+        hdr = eth + b"\x08\x00" + ip + udp + meta_template(m.sample)
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, 0, 17, 64, a.source.packed,
+                         a.address.packed)
+        osum = 0
+        hdr = eth + b"\x86\xdd" + ip + udp + meta_template(m.sample)
+    assert len(hdr) <= MIRROR_HDR_MAX
+    return MirrorTable(dirs, nh.port_index, m.sample, True, a.address.version == 6, hdr,
+                       osum)
 
 
 def nexthop_table(cfg: Config, n) -> NextHopTable:
@@ -218,14 +321,18 @@ def group_table(cfg: Config, index: int, members, current=None) -> GroupTable:
                       grp.hash.fragments == "follow")
 
 
+def routes_of_list(routes) -> dict:
+    return {r.prefix: via_id(r.via_index, r.via_group) for r in routes}
+
+
 def routes_of(vrf) -> dict:
-    return {r.prefix: via_id(r.via_index, r.via_group) for r in vrf.routes}
+    return routes_of_list(vrf.routes)
 
 
 def compile_config(cfg: Config) -> Compiled:
     ports = [PortTable(p.index, p.vrf is not None, p.vrf_index if p.vrf is not None else 0,
                        p.mode == "flow", NO_PW if p.xconnect_index is None else p.xconnect_index,
-                       fat_table(p)) for p in cfg.ports]
+                       fat_table(p), mirror_table(cfg, p)) for p in cfg.ports]
     groups = [group_table(cfg, g.index, [(m.nexthop_index, m.weight, True) for m in g.members])
               for g in cfg.groups]
     ft = cfg.flow_table
@@ -236,7 +343,7 @@ def compile_config(cfg: Config) -> Compiled:
                                                                         "ingress_port"}),
         ports=ports, nexthops=[nexthop_table(cfg, n) for n in cfg.nexthops],
         groups=groups, vrf_names=[v.name for v in cfg.vrfs],
-        routes=[routes_of(v) for v in cfg.vrfs], mpls=mpls_table(cfg),
+        routes=[route_columns(v.routes) for v in cfg.vrfs], mpls=mpls_table(cfg),
         flow_table=FlowTableSpec(ft.entries, ft.idle_timeout, ft.tcp_close_timeout,
                                  ft.on_full == "drop") if need_flows else None,
         group_buckets={g.index: g.buckets for g in groups})

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .routes import prefix_lengths
+
 MiB = 1 << 20
 TBL24 = (1 << 24) * 4                 # rte_lpm / rte_lpm6 tbl24: 2^24 4-byte entries
 TBL8_GROUP = 256 * 4                  # one tbl8 group: 256 4-byte entries
@@ -114,12 +116,11 @@ def need(cfg, workers: int) -> Need:
     v4 = v6 = 0
     v4_bytes = v6_bytes = 0
     for vrf in cfg.vrfs:
-        r4 = [r.prefix.prefixlen for r in vrf.routes if r.prefix.version == 4]
-        r6 = [r.prefix.prefixlen for r in vrf.routes if r.prefix.version == 6]
-        if any(r4):
+        r4, r6 = prefix_lengths(vrf.routes)      # numpy: a million routes in milliseconds
+        if r4.any():
             v4 += 1
-            v4_bytes += lpm4_bytes(len(r4), sum(n > 24 for n in r4))
-        if any(r6):
+            v4_bytes += lpm4_bytes(len(r4), int((r4 > 24).sum()))
+        if r6.any():
             v6 += 1
             v6_bytes += lpm6_bytes(len(r6))
     if v4:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Optional, Union
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -58,6 +59,31 @@ class FatFlowRule:
 
 
 @dataclass
+class Analyzer:
+    """`ports[].mirror.analyzer` (docs/mirroring.md): copies go as UDP with a metadata
+    header to address:udp_port, from `source`, in an Ethernet frame to the next hop
+    `via` (its MAC, out of its port)."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    udp_port: int
+    via: str                                    # a next hop without labels or tunnel
+    via_index: int
+    source: ipaddress.IPv4Address | ipaddress.IPv6Address   # default node.tunnel_address
+
+
+@dataclass
+class Mirror:
+    """`ports[].mirror` (SPEC §9, docs/mirroring.md): a copy of 1 in `sample` packets
+    received (rx), sent (tx) or both, raw out of port `to` or to an analyzer."""
+    direction: str = "both"                     # rx | tx | both
+    sample: int = 1
+    to: Optional[str] = None                    # raw copies out of this port, or
+    to_index: int = 0
+    analyzer: Optional[Analyzer] = None         # UDP + metadata to an analyzer
+    egress_index: int = 0                       # the port copies leave by: `to`, or the
+    #                                             analyzer's next hop's port
+
+
+@dataclass
 class Port:
     name: str
     index: int
@@ -70,6 +96,7 @@ class Port:
     xconnect_index: Optional[int] = None        # its index in Config.pseudowires
     fat_flows: list[FatFlowRule] = field(default_factory=list)
     fat_flow_exclude: list[IPNetwork] = field(default_factory=list)
+    mirror: Optional[Mirror] = None             # SPEC §9
 
     @property
     def dev_name(self) -> str:
@@ -127,11 +154,60 @@ class Route:
     via_index: int = 0                          # index in nexthops or groups
 
 
+class RouteTable(Sequence):
+    """A VRF's routes in columns (numpy arrays), in file order: what the validator makes
+    of a routes list, so a million routes cost tens of MB, not a Route and an
+    ip_network object each. Reading an item makes its Route; the bulk users (the
+    memory estimate, compile → the core's LPM build) read the columns.
+
+    Columns: family (4 or 6), the network address as two 64-bit halves (hi, lo: an
+    IPv4 address is lo), prefix length, via_group and via_index; `names` gives the
+    `via` name: (next-hop names, group names)."""
+
+    def __init__(self, family, hi, lo, plen, via_group, via_index,
+                 names: tuple[list[str], list[str]]):
+        self.family, self.hi, self.lo, self.plen = family, hi, lo, plen
+        self.via_group, self.via_index, self.names = via_group, via_index, names
+
+    def __len__(self) -> int:
+        return len(self.plen)
+
+    def prefix(self, i: int) -> IPNetwork:
+        plen = int(self.plen[i])
+        if self.family[i] == 4:
+            return ipaddress.IPv4Network((int(self.lo[i]), plen))
+        return ipaddress.IPv6Network(((int(self.hi[i]) << 64) | int(self.lo[i]), plen))
+
+    def _route(self, i: int) -> Route:
+        group, via = bool(self.via_group[i]), int(self.via_index[i])
+        return Route(self.prefix(i), self.names[group][via], group, via)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._route(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("route index out of range")
+        return self._route(i)
+
+    def __iter__(self):
+        return (self._route(i) for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"RouteTable({len(self)} routes)"
+
+
 @dataclass
 class Vrf:
     name: str
     index: int
-    routes: list[Route] = field(default_factory=list)
+    routes: Sequence[Route] = field(default_factory=list)   # a list, or a RouteTable
 
 
 LFIB_ACTIONS = ("swap", "pop", "pop-lookup", "pop-xconnect")

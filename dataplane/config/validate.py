@@ -8,8 +8,8 @@ record's spec maps each allowed key to ``(checker, default)``, with REQUIRED as 
 default of a key that must be present.
 
 mpls and pseudowires are compiled into Config.mpls and Config.pseudowires (and each
-attachment circuit's Port.xconnect_index); mirror is checked here but only kept as
-written in ``Config.raw`` (no defaults applied), which keeps the whole document as parsed.
+attachment circuit's Port.xconnect_index); a port's mirror into Port.mirror
+(docs/mirroring.md). ``Config.raw`` keeps the whole document as parsed.
 
 Hostile documents (issue 18) end in errors, in bounded time: a value in a message is
 cut to about 80 characters without building its whole repr (rules.short), aliases that
@@ -22,17 +22,21 @@ memory the LPM tables and the rest need in EAL is checked against eal.memory_mb
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 
+import numpy as np
 import yaml
 
 from ..crc32c import crc32c
 from ..limits import (MAX_FAT_EXCLUDE, MAX_GROUPS, MAX_MEMBERS, MAX_NEXTHOPS, MAX_PORTS,
                       MAX_ROUTES_PER_VRF, MAX_VRFS)
 from .lcores import parse_lcores
-from .model import (Config, Eal, FlowTable, Group, HashSpec, LfibRule, Member, Mpls, NextHop,
-                    Node, Port, Pseudowire, Route, Tunnel, Vrf)
+from .routes import (NODES_PER_ROUTE, RUN_TAG, RouteRun, RouteTableBuilder, find_runs,
+                     prefix_lengths, repeated, run_lines, runs_in_place)
+from .model import (Analyzer, Config, Eal, FlowTable, Group, HashSpec, LfibRule, Member,
+                    Mirror, Mpls, NextHop, Node, Port, Pseudowire, Route, Tunnel, Vrf)
 from .rules import (BAD, BUCKETS, ConfigError, Ctx, EAL, FLOW_TABLE, HASH, LFIB_ACTIONS,
                     MAX_SWAP_LABELS, NODE_NAME_RE, REQUIRED, TUNNEL, HugeInt, _hint, _is_int,
                     boolean, devargs_checker, fat_flows, fields, integer, ip_address, label,
@@ -136,7 +140,7 @@ class _Validator:
         has) the memory the configuration needs in EAL (config/memory.py)."""
         from . import memory
         for vrf in cfg.vrfs:
-            n6 = sum(r.prefix.version == 6 for r in vrf.routes)
+            n6 = len(prefix_lengths(vrf.routes)[1])
             if memory.lpm6_tbl8s(n6) > memory.LPM6_MAX_TBL8:
                 most = memory.LPM6_MAX_TBL8 // memory.LPM6_TBL8_PER_ROUTE
                 self.root.at("vrfs").at(vrf.name).at("routes").report(
@@ -223,10 +227,7 @@ class _Validator:
             "mode": (one_of("flow", "packet"), "flow"),
             "fat_flows": (fat_flows, list),
             "fat_flow_exclude": (list_of(prefix, 0, MAX_FAT_EXCLUDE, "prefixes"), list),
-            "mirror": (record({
-                "to": (self.ref("a port", "ports"), REQUIRED),
-                "direction": (one_of("rx", "tx", "both"), "both"),
-                "sample": (integer(1), 1)}), None),
+            "mirror": (self.mirror, None),
             "xconnect": (self.ref("a pseudowire", "pseudowires"), None)},
             none_is_empty=False)
         if port is BAD:
@@ -239,23 +240,151 @@ class _Validator:
         elif "vrf" not in value and vrfs is not None and "default" not in vrfs:
             ctx.at("vrf").report("is required when vrfs defines no 'default' VRF")
         mirror = port["mirror"]
-        if mirror not in (None, BAD) and mirror["to"] == port["name"]:
-            ctx.at("mirror").at("to").error("a port other than the mirrored one",
-                                            mirror["to"])
+        if mirror not in (None, BAD) and mirror.to is not None and mirror.to == port["name"]:
+            ctx.at("mirror").at("to").error("a port other than the mirrored one", mirror.to)
         vrf_index = vrfs.get(port["vrf"], 0) if vrfs and isinstance(port["vrf"], str) else 0
         return Port(port["name"], 0, port["devargs"], port["mac"], port["vrf"], vrf_index,
                     port["mode"], port["xconnect"], fat_flows=port["fat_flows"],
-                    fat_flow_exclude=port["fat_flow_exclude"])
+                    fat_flow_exclude=port["fat_flow_exclude"],
+                    mirror=mirror if mirror is not BAD else None)
+
+    def mirror(self, ctx, value):
+        """`ports[].mirror` (SPEC §9, docs/mirroring.md): exactly one of `to` (raw copies
+        out of that port) and `analyzer` (UDP with a metadata header)."""
+        mirror = fields(ctx, value, {
+            "to": (self.ref("a port", "ports"), None),
+            "analyzer": (self.analyzer, None),
+            "direction": (one_of("rx", "tx", "both"), "both"),
+            "sample": (integer(1, 0xFFFFFFFF), 1)})
+        if mirror is BAD:
+            return BAD
+        given = [k for k in ("to", "analyzer") if k in (value or {})]
+        if not given:
+            return ctx.at("to").report("is required unless analyzer is given (a mirror "
+                                       "has exactly one of to and analyzer)")
+        if len(given) == 2:
+            return ctx.report("must have exactly one of to and analyzer, got both")
+        if BAD in mirror.values():
+            return BAD
+        ports = self.names["ports"] or {}
+        out = Mirror(mirror["direction"], mirror["sample"])
+        if mirror["to"] is not None:
+            out.to, out.to_index = mirror["to"], ports.get(mirror["to"], 0)
+            out.egress_index = out.to_index
+        else:
+            out.analyzer, out.egress_index = mirror["analyzer"]
+        return out
+
+    def analyzer(self, ctx, value):
+        """`ports[].mirror.analyzer`: (Analyzer, the index of the port copies leave by)."""
+        an = fields(ctx, value, {
+            "address": (ip_address, REQUIRED),
+            "udp_port": (integer(1, 65535), REQUIRED),
+            "via": (self.ref("a next hop", "nexthops"), REQUIRED),
+            "source": (ip_address, None)})
+        if an is BAD:
+            return BAD
+        address, via, source = an["address"], an["via"], an["source"]
+        if address is not BAD and (address.is_multicast or address.is_unspecified):
+            an["address"] = ctx.at("address").error("a unicast address", str(address))
+        raw = self.data.get("nexthops")
+        nh = raw.get(via) if isinstance(raw, dict) and isinstance(via, str) else None
+        nh_port = None
+        if isinstance(nh, dict):
+            nh_port = nh.get("port")
+            if nh.get("labels"):
+                an["via"] = ctx.at("via").error(
+                    "a next hop without labels (copies leave as plain IP)", via)
+            elif nh.get("tunnel") is not None:
+                an["via"] = ctx.at("via").error(
+                    "a next hop without a tunnel (copies leave as plain IP)", via)
+        if source is None:
+            node = self.data.get("node")
+            tunnel = node.get("tunnel_address") if isinstance(node, dict) else None
+            try:
+                source = ipaddress.ip_address(tunnel) if isinstance(tunnel, str) else None
+            except ValueError:
+                source = None           # node.tunnel_address reports its own error
+            if source is None and tunnel is None:
+                an["source"] = ctx.at("source").report(
+                    "is required when node.tunnel_address is not set (the copies' IP "
+                    "source address)")
+            elif source is not None and address is not BAD \
+                    and source.version != address.version:
+                an["source"] = ctx.at("source").report(
+                    f"is required: node.tunnel_address {source} is IPv{source.version}, "
+                    f"the analyzer address IPv{address.version}")
+        elif source is not BAD and address is not BAD and source.version != address.version:
+            an["source"] = ctx.at("source").error(
+                f"an IPv{address.version} address like address", str(source))
+        if BAD in an.values() or source is None:
+            return BAD
+        nexthops, ports = self.names["nexthops"] or {}, self.names["ports"] or {}
+        port_index = ports.get(nh_port, 0) if isinstance(nh_port, str) else 0
+        return Analyzer(address, an["udp_port"], via, nexthops.get(via, 0), source), \
+            port_index
 
     def vrf(self, ctx, vrf_name, index, value):
         vrf = fields(ctx, value, {"routes": (self.routes, list)})
         return BAD if vrf is BAD else Vrf(vrf_name, index, vrf["routes"])
 
     def routes(self, ctx, value):
-        routes = list_of(self.route, 0, MAX_ROUTES_PER_VRF, "routes")(ctx, value)
-        if routes is not BAD:
-            unique(ctx, routes, "unique in the VRF", "prefix")
-        return routes
+        """A VRF's routes as a model.RouteTable: each YAML item through route(), each
+        run of one-line routes (config/routes.py) in bulk with the same checks."""
+        if not isinstance(value, list):
+            return ctx.error("a list", value)
+        total = sum(len(v) if isinstance(v, RouteRun) else 1 for v in value)
+        if total > MAX_ROUTES_PER_VRF:
+            ctx.report(f"must be a list of 0 to {MAX_ROUTES_PER_VRF} routes, got {total} "
+                       "routes")
+        table = RouteTableBuilder()
+        for item in value:
+            if isinstance(item, RouteRun):
+                self.route_run(ctx, table, item)
+                continue
+            route = self.route(ctx.at(table.count), item)
+            if route is BAD or route.prefix is BAD:
+                table.add(None)
+            else:
+                table.add(route.prefix, route.via_group, route.via_index)
+        table, valid = table.table((list(self.names["nexthops"] or ()),
+                                    list(self.names["groups"] or ())))
+        for i in repeated(table, valid):
+            ctx.at(i).at("prefix").error("unique in the VRF", str(table.prefix(i)))
+        return table
+
+    def route_run(self, ctx, table: RouteTableBuilder, run: RouteRun) -> None:
+        """The routes of a RouteRun, checked as route() checks each: a prefix config/
+        routes.py could not parse, and a via that names nothing, go through the same
+        checkers (same messages, same paths), line by line in order."""
+        start, n = table.count, len(run)
+        resolved = []
+        for name in run.via_names:
+            tables = [self.names["nexthops"], self.names["groups"]]
+            ok = any(t is None for t in tables) or any(name in t for t in tables)
+            resolved.append((ok, *self.resolve_via(name)))
+        via = np.frombuffer(run.via, np.uint32)
+        via_ok = np.array([r[0] for r in resolved], bool)[via]
+        group = np.array([r[1] for r in resolved], np.uint8)[via]
+        index = np.array([r[2] for r in resolved], np.uint32)[via]
+        family = np.full(n, 4, np.uint8)
+        hi = np.zeros(n, np.uint64)
+        lo = np.frombuffer(run.addr, np.uint32).astype(np.uint64)
+        plen = np.frombuffer(run.plen, np.uint8).copy()
+        valid = np.ones(n, np.uint8)
+        for i in sorted(set(run.raw) | set(np.flatnonzero(~via_ok).tolist())):
+            here = ctx.at(start + i)
+            if i in run.raw:
+                net = prefix(here.at("prefix"), run.raw[i])
+                if net is BAD:
+                    valid[i] = family[i] = 0
+                else:
+                    a = int(net.network_address)
+                    family[i], hi[i], lo[i], plen[i] = (net.version, a >> 64,
+                                                        a & 0xFFFFFFFFFFFFFFFF, net.prefixlen)
+            if not via_ok[i]:
+                self.via(here.at("via"), run.via_names[run.via[i]])
+        table.add_columns(family, hi, lo, plen, group, index, valid)
 
     def resolve_via(self, via) -> tuple[bool, int]:
         """(via_group, via_index) of a `via` naming a next hop or a group."""
@@ -470,11 +599,20 @@ class _AliasBomb(Exception):
         self.node, self.message = node, message
 
 
-def _check_expansion(root) -> None:
+def _check_expansion(root, runs=()) -> None:
     """Raise _AliasBomb if the node graph under root, with every alias expanded, is
     larger than the limit or refers to itself. Iterative (depth is unbounded), and only
-    collections are visited: a scalar counts one wherever it is."""
+    collections are visited: a scalar counts one wherever it is, but a route run's
+    placeholder (config/routes.py) counts as the nodes YAML makes of its routes."""
     scalar = yaml.ScalarNode
+    if runs:
+        weight = {str(i): NODES_PER_ROUTE * len(r) for i, r in enumerate(runs)}
+
+        def nodes_of(k):
+            return weight.get(k.value, 1) if k.tag.startswith(RUN_TAG) else 1
+    else:
+        def nodes_of(k):
+            return 1
     size: dict[int, int] = {}        # id -> expanded size, of each collection done
     nodes = []                       # the collections in the order they were done
     distinct = 1
@@ -491,7 +629,7 @@ def _check_expansion(root) -> None:
             on_path.discard(key)
             total = 1
             for k in kids:
-                total += 1 if k.__class__ is scalar else size[id(k)]
+                total += nodes_of(k) if k.__class__ is scalar else size[id(k)]
             size[key] = total
             nodes.append(node)
             continue
@@ -499,7 +637,8 @@ def _check_expansion(root) -> None:
             raise _AliasBomb(node, "an alias refers to the value that contains it "
                                    "(a recursive alias): refused")
         on_path.add(key)
-        distinct += len(kids)
+        distinct += sum(nodes_of(k) if k.__class__ is scalar else 1 for k in kids) \
+            if runs else len(kids)
         stack.append((node, True))
         stack.extend((k, False) for k in kids
                      if k.__class__ is not scalar and id(k) not in size)
@@ -511,28 +650,74 @@ def _check_expansion(root) -> None:
                                "alias bomb?)")
 
 
+class _NotFast(Exception):
+    """The route-run fast path cannot stand for YAML here: parse the original text."""
+
+
+def _construct_run(loader, suffix, node):
+    """A route run's placeholder → its RouteRun (config/routes.py); any other tag with
+    this prefix is an unknown tag, as for SafeLoader."""
+    runs = getattr(loader, "route_runs", None)
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    if runs and suffix == loader.run_token and isinstance(value, str) and \
+            value.isdigit() and int(value) < len(runs):
+        loader.runs_built.add(int(value))
+        return runs[int(value)]
+    return loader.construct_undefined(node)
+
+
+_Loader.add_multi_constructor(RUN_TAG, _construct_run)
+
+
 def _parse(text: str, file: str):
+    """The document in `text`. Runs of one-line routes are read by config/routes.py
+    and stand in the document as RouteRuns (validated in bulk); YAML reads the rest. If
+    that cannot stand for what YAML alone would read (a run inside a string, a
+    placeholder outside a route list, an error inside a run), YAML reads it all."""
+    fast, runs, token = find_runs(text)
+    if runs:
+        try:
+            return _parse_yaml(fast, file, runs, token)
+        except _NotFast:
+            pass
+    return _parse_yaml(text, file)
+
+
+def _parse_yaml(text: str, file: str, runs=(), token: str = ""):
     loader = _Loader(text)
+    loader.route_runs, loader.run_token, loader.runs_built = list(runs), token, set()
+    spans = run_lines(runs)
+
+    def in_run(mark) -> bool:
+        return mark is None or any(a <= mark.line <= b for a, b in spans)
     try:
         node = loader.get_single_node()
         if node is not None and "&" in text and "*" in text:   # no alias, no expansion
-            _check_expansion(node)
+            _check_expansion(node, runs)
         data = loader.construct_document(node) if node is not None else None
     except _AliasBomb as e:
         mark = e.node.start_mark
+        if runs and in_run(mark):
+            raise _NotFast() from None
         raise ConfigError([f"{file}: line {mark.line + 1}, column {mark.column + 1}: "
                            f"{e.message}"]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if runs and in_run(mark):
+            raise _NotFast() from None
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = ", ".join(filter(None, (e.context, e.problem)))
         raise ConfigError([f"{file}: {where}malformed YAML: {what}"]) from None
     except yaml.YAMLError as e:
+        if runs:
+            raise _NotFast() from None
         raise ConfigError([f"{file}: malformed YAML: {e}"]) from None
     finally:
         loader.dispose()
     if loader.duplicates:
         raise ConfigError([f"{file}: {d}" for d in loader.duplicates])
+    if runs and (len(loader.runs_built) != len(runs) or not runs_in_place(data, runs)):
+        raise _NotFast()
     return data
 
 

@@ -3,7 +3,7 @@ table (docs/flow-table.md).
 
 The oracle for the Cython core: same inputs, same output bytes, same counters. One module
 per stage, named after its pyx/ twin (parse, fatflow, flow, route, ecmp, rewrite,
-mpls_input, mpls_hash, push, mpls_output, pipeline).
+mpls_input, mpls_hash, push, mpls_output, mirror, pipeline).
 """
 from .fatflow import FatFlows, FlowKey, flow_key, flow_key_hash
 from .flow import FlowTable

@@ -12,6 +12,7 @@ from typing import Optional
 from .. import hashing
 from ..config.model import DEFAULT_HASH_FIELDS, Config, LfibRule, NextHop, Pseudowire
 from ..drops import DROP_REASONS
+from ..limits import MIRROR_COUNTERS
 from .ecmp import REMOVED, FragmentTable, GroupState, group_hash, select_member
 from .fatflow import FatFlows, FlowKey, flow_key, flow_key_hash
 from .flow import FlowEntry, FlowTable
@@ -19,6 +20,7 @@ from .mpls_hash import pw_flow_hash, transit_hash
 from .mpls_input import (ETH_MPLS, MPLS_COUNTERS, LfibEntry, MplsDrop, ip_ttl, l2_payload,
                          overlay_decap)
 from .mpls_input import process as mpls_process
+from .mirror import Mirrors
 from .mpls_output import pw_encap
 from .parse import ETH_IPV4, ETH_IPV6, Parsed, parse
 from .push import (PIPE_TTL, build_stack, gre_encap, ip_packet_length, ip_precedence,
@@ -36,8 +38,9 @@ class ReferenceForwarder:
         self.fat = [FatFlows.of_port(port) for port in cfg.ports]
         self.flow_table = FlowTable(cfg.flow_table)
         self.entropy_mask = hashing.field_mask(DEFAULT_HASH_FIELDS)
-        zero = dict.fromkeys(("rx", "tx") + DROP_REASONS, 0)
+        zero = dict.fromkeys(("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS, 0)
         self._counters = [dict(zero) for _ in cfg.ports]
+        self.mirrors = Mirrors(cfg, self._counters)
         # MPLS (docs/mpls.md): the LFIB as mpls.process() reads it, and the rule each
         # entry came from (its via / pseudowire), by the entry's identity
         self.lfib: dict[int, LfibEntry] = {}
@@ -61,18 +64,30 @@ class ReferenceForwarder:
         return LfibEntry(rule.action)
 
     def process(self, in_port: int, frames: list[bytes]) -> list[tuple[int, bytes]]:
-        """Forward one burst received on `in_port`: (egress port, frame) in input order."""
+        """Forward one burst received on `in_port`: (egress port, frame) in input order.
+        Mirror copies (mirror.py) wait for take_mirrored()."""
         out = []
         rx = self._counters[in_port]
         for frame in frames:
             rx["rx"] += 1
+            self.mirrors.received(in_port, frame)
             result = self.forward(in_port, frame)
             if isinstance(result, str):
                 rx[result] += 1
             else:
                 self._counters[result[0]]["tx"] += 1
+                self.mirrors.sent(in_port, result[0], result[1])
                 out.append(result)
         return out
+
+    def take_mirrored(self) -> list[tuple[int, int, bytes]]:
+        """The mirror copies made since the last call: (port they leave by, 1 = rx or
+        2 = tx, frame), in order per direction."""
+        return self.mirrors.take()
+
+    def set_mirror_time(self, ns: Optional[int]) -> None:
+        """The timestamp of every copy to an analyzer (None: the clock)."""
+        self.mirrors.fixed_ns = ns
 
     def forward(self, in_port: int, frame: bytes) -> tuple[int, bytes] | str:
         """(egress port, frame) or the drop reason."""
@@ -301,7 +316,14 @@ class ReferenceForwarder:
         return self.cfg.nexthops[gs.member_nh[m]]
 
     def counters(self) -> dict[str, dict[str, int]]:
-        return {port.name: dict(c) for port, c in zip(self.cfg.ports, self._counters)}
+        """Per port: rx, tx and the drops by reason."""
+        return {port.name: {k: v for k, v in c.items() if k not in MIRROR_COUNTERS}
+                for port, c in zip(self.cfg.ports, self._counters)}
+
+    def mirror_counters(self) -> dict[str, dict[str, int]]:
+        """Per port: mirrored, mirror_dropped (docs/mirroring.md §4)."""
+        return {port.name: {k: c[k] for k in MIRROR_COUNTERS}
+                for port, c in zip(self.cfg.ports, self._counters)}
 
     def group_counters(self, index: int) -> list[int]:
         return list(self.groups[index].packets)

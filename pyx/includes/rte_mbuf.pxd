@@ -9,6 +9,7 @@ cdef extern from "rte_mbuf.h" nogil:
         uint32_t pkt_len
         uint16_t nb_segs
         uint16_t port
+        rte_mempool *pool
         rte_mbuf *next
     const uint16_t RTE_MBUF_DEFAULT_BUF_SIZE
     rte_mempool *rte_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache_size,
@@ -24,3 +25,5 @@ cdef extern from "rte_mbuf.h" nogil:
     uint16_t rte_pktmbuf_headroom(const rte_mbuf *m)
     uint16_t rte_pktmbuf_tailroom(const rte_mbuf *m)
     int rte_pktmbuf_chain(rte_mbuf *head, rte_mbuf *tail)
+    rte_mbuf *rte_pktmbuf_copy(const rte_mbuf *m, rte_mempool *mp, uint32_t offset,
+                               uint32_t length)
