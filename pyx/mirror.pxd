@@ -14,7 +14,7 @@ from includes.rte_cycles cimport rte_rdtsc
 from includes.rte_ip cimport rte_raw_cksum
 from consts cimport *
 from ctx cimport ctx_t, port_t, mirror_t
-from push cimport chain_cksum
+from push cimport udp6_cksum
 
 
 cdef inline void put16(uint8_t *d, uint32_t v) noexcept nogil:
@@ -54,8 +54,6 @@ cdef inline bint analyzer_header(const ctx_t *c, const mirror_t *mr, rte_mbuf *m
     cdef uint8_t *ip
     cdef uint8_t *l4
     cdef uint8_t *meta
-    cdef uint8_t ph[40]
-    cdef uint16_t ck, body
     if udp_len + (0 if mr.v6 else 20) > 0xffff:
         return 0
     d0 = <uint8_t *>rte_pktmbuf_prepend(m, mr.hlen)
@@ -85,25 +83,7 @@ cdef inline bint analyzer_header(const ctx_t *c, const mirror_t *mr, rte_mbuf *m
     put32(meta + 24, <uint32_t>(ts >> 32))
     put32(meta + 28, <uint32_t>ts)
     if mr.v6:                         # over IPv6 the UDP checksum is computed (RFC 8200)
-        memcpy(ph, ip + 8, 32)
-        ph[32] = 0
-        ph[33] = 0
-        put16(ph + 34, udp_len)
-        ph[36] = 0
-        ph[37] = 0
-        ph[38] = 0
-        ph[39] = 17
-        if m.nb_segs == 1:
-            body = rte_raw_cksum(l4, udp_len)
-        else:
-            body = chain_cksum(m, 14 + 40, udp_len)
-        s = <uint32_t>rte_raw_cksum(ph, 40) + body
-        s = (s & 0xffff) + (s >> 16)
-        s = (s & 0xffff) + (s >> 16)
-        ck = <uint16_t>~s
-        if ck == 0:
-            ck = 0xffff
-        memcpy(l4 + 6, &ck, 2)        # native words summed: stored as they are
+        udp6_cksum(m, ip, l4, udp_len)
     return 1
 
 

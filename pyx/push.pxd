@@ -38,8 +38,6 @@ cdef inline void write_outer(rte_mbuf *m, uint8_t *d, const nexthop_t *nh, uint3
     cdef uint8_t *ip = d + 14
     cdef uint8_t *l4
     cdef uint32_t inner = rlen + (8 if nh.tunnel == TUN_UDP else 4), s
-    cdef uint16_t c, body
-    cdef uint8_t ph[40]
     # fixed-size copies (a variable length would be rep movs)
     if nh.v6:
         memcpy(d, nh.outer, 54)
@@ -70,21 +68,7 @@ cdef inline void write_outer(rte_mbuf *m, uint8_t *d, const nexthop_t *nh, uint3
     l4[0] = <uint8_t>(s >> 8); l4[1] = <uint8_t>s
     l4[4] = <uint8_t>(inner >> 8); l4[5] = <uint8_t>inner
     if nh.v6:                         # over IPv6: computed (RFC 8200 §8.1); IPv4: 0
-        memcpy(ph, ip + 8, 32)
-        ph[32] = 0; ph[33] = 0
-        ph[34] = <uint8_t>(inner >> 8); ph[35] = <uint8_t>inner
-        ph[36] = 0; ph[37] = 0; ph[38] = 0; ph[39] = 17
-        if m.nb_segs == 1:
-            body = rte_raw_cksum(l4, inner)
-        else:
-            body = chain_cksum(m, 14 + 40, inner)
-        s = <uint32_t>rte_raw_cksum(ph, 40) + body
-        s = (s & 0xffff) + (s >> 16)
-        s = (s & 0xffff) + (s >> 16)
-        c = <uint16_t>~s
-        if c == 0:
-            c = 0xffff
-        memcpy(l4 + 6, &c, 2)         # native words summed: stored as they are
+        udp6_cksum(m, ip, l4, inner)
 
 
 cdef inline uint16_t chain_cksum(rte_mbuf *m, uint32_t off, uint32_t n) noexcept nogil:
@@ -110,6 +94,30 @@ cdef inline uint16_t chain_cksum(rte_mbuf *m, uint32_t off, uint32_t n) noexcept
         m = m.next
     s = (s & 0xffff) + (s >> 16)
     return <uint16_t>((s & 0xffff) + (s >> 16))
+
+
+cdef inline void udp6_cksum(rte_mbuf *m, const uint8_t *ip, uint8_t *l4,
+                            uint32_t n) noexcept nogil:
+    """Write the UDP checksum of an outer IPv6 header at 14 (RFC 8200 §8.1): the pseudo
+    header from `ip`, then `n` bytes of UDP from `l4` over the whole chain."""
+    cdef uint8_t ph[40]
+    cdef uint32_t s
+    cdef uint16_t body, c
+    memcpy(ph, ip + 8, 32)
+    ph[32] = 0; ph[33] = 0
+    ph[34] = <uint8_t>(n >> 8); ph[35] = <uint8_t>n
+    ph[36] = 0; ph[37] = 0; ph[38] = 0; ph[39] = 17
+    if m.nb_segs == 1:
+        body = rte_raw_cksum(l4, n)
+    else:
+        body = chain_cksum(m, 14 + 40, n)
+    s = <uint32_t>rte_raw_cksum(ph, 40) + body
+    s = (s & 0xffff) + (s >> 16)
+    s = (s & 0xffff) + (s >> 16)
+    c = <uint16_t>~s
+    if c == 0:
+        c = 0xffff
+    memcpy(l4 + 6, &c, 2)             # native words summed: stored as they are
 
 
 cdef inline uint8_t *reframe(rte_mbuf *m, uint32_t keep, uint32_t hdr) noexcept nogil:
