@@ -6,14 +6,14 @@
 PY      ?= python3
 VENV    ?= .venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config gcc python3 python3-dev python3-venv tshark
+APT_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config gcc python3 python3-dev python3-venv tshark iproute2 ethtool
 BIN     := $(VENV)/bin
 
 .PHONY: setup deps venv build demo test bench clean asan asan-build hugepages hugepages-off
 setup: deps venv build
 
 deps:
-	@pkg-config --exists libdpdk && command -v dpdk-testpmd >/dev/null && command -v gcc >/dev/null && command -v tshark >/dev/null \
+	@pkg-config --exists libdpdk && command -v dpdk-testpmd >/dev/null && command -v gcc >/dev/null && command -v tshark >/dev/null && command -v ip >/dev/null && command -v ethtool >/dev/null \
 	  && $(PY) -c "import ensurepip, venv" 2>/dev/null || { \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PKGS); }

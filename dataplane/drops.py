@@ -12,6 +12,10 @@ DROP_REASONS = (
     "no_lfib_entry",    # the label to process has no LFIB entry (docs/mpls.md §3)
     "mpls_ttl_expired",  # a labelled packet would leave with TTL 0 (docs/mpls.md §6)
     "split_headers",    # headers continue past the first mbuf segment (multi-segment)
+    "unknown_unicast",  # bridged to a MAC the VRF does not know, no flooding (§13)
+    "spoofed",          # source MAC:IP not the port's binding nor an allowed pair
+    "arp_unresolved",   # next hop unresolved and its held-packet queue full
+    "hairpin",          # bridged back to the port it came in on
 )
 
 DROP_DESCRIPTIONS = {
@@ -26,4 +30,8 @@ DROP_DESCRIPTIONS = {
     "no_lfib_entry": "the label to process has no LFIB entry",
     "mpls_ttl_expired": "label TTL <= 1 on lookup, or TTL 0 when popped to IP",
     "split_headers": "headers continue past the packet's first mbuf segment",
+    "unknown_unicast": "bridged to an unknown MAC, flood_unknown_unicast off",
+    "spoofed": "source MAC:IP is neither the port's binding nor an allowed address pair",
+    "arp_unresolved": "next hop not resolved by ARP/ND and its queue full (or at stop)",
+    "hairpin": "the bridge table sends it back out of the port it came in on",
 }

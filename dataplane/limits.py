@@ -49,9 +49,12 @@ MAX_VRFS, MAX_NEXTHOPS, MAX_GROUPS, MAX_ROUTES_PER_VRF = 256, 65535, 4096, 1 << 
 # per-port counters that are no drop of the port's packets: mirror copies of its traffic
 # made and accepted by the PMD, and those that could not be made or sent (docs/mirroring.md)
 MIRROR_COUNTERS = ("mirrored", "mirror_dropped")
-# per-port counter slots: rx, tx, the drop reasons in order, the mirror counters
-COUNTERS = ("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS
-N_COUNTERS = 16
+# per-port counters of virtual networks that are no drop (docs/virtual-networks.md §7)
+VNET_COUNTERS = ("consumed", "arp_replied", "flooded", "flood_dropped", "arp_sent",
+                 "mac_moved")
+# per-port counter slots: rx, tx, the drop reasons in order, mirror and VN counters
+COUNTERS = ("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS + VNET_COUNTERS
+N_COUNTERS = 32
 assert len(COUNTERS) <= N_COUNTERS
 
 

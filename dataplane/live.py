@@ -173,6 +173,10 @@ class Live:
             if o is not None and _nh_key(o) != _nh_key(n):
                 errors.append(f"nexthops.{n.name}: a next hop cannot change live (flows "
                               "pin it); add a new one and move the routes or members")
+        for n in new_nh:
+            if n.mac is None:
+                errors.append(f"nexthops.{n.name}: a next hop added live needs a mac (its "
+                              "ARP/ND resolution is set up at start)")
         gone = set(old_nh) - {n.name for n in new.nexthops}
         for name in sorted(gone):
             errors.append(f"nexthops.{name}: a next hop cannot be removed live")

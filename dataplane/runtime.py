@@ -30,7 +30,7 @@ from .config.model import Config
 from .control import Control
 from .drops import DROP_REASONS
 from .errors import DataplaneError
-from .limits import MIRROR_COUNTERS
+from .limits import MIRROR_COUNTERS, VNET_COUNTERS
 
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
@@ -94,6 +94,8 @@ def counter_names() -> list[str]:
     for i, reason in enumerate(DROP_REASONS):
         names[first_drop + i] = reason
     for slot, name in zip(_core.mirror_slots(), MIRROR_COUNTERS):
+        names[slot] = name
+    for slot, name in zip(_core.vnet_slots(), VNET_COUNTERS):
         names[slot] = name
     return names
 
@@ -191,6 +193,7 @@ class Forwarder:
             ports[p.name] = {"rx": c["rx"], "tx": c["tx"],
                              "drops": {r: c[r] for r in DROP_REASONS},
                              **{m: c[m] for m in MIRROR_COUNTERS},
+                             **{v: c[v] for v in VNET_COUNTERS},
                              "dpdk": self.core.port_stats(p.index)}
         mirror_stats(self.cfg, ports)
         drops = {r: sum(v["drops"][r] for v in ports.values()) for r in DROP_REASONS}
@@ -208,6 +211,7 @@ class Forwarder:
                             "tx": sum(c["tx"] for c in named),
                             "drops": {r: sum(c[r] for c in named) for r in DROP_REASONS},
                             **{m: sum(c[m] for c in named) for m in MIRROR_COUNTERS},
+                            **{v: sum(c[v] for c in named) for v in VNET_COUNTERS},
                             "flows": fl})
         return {"node": self.cfg.node.name, "ports": ports, "drops": drops,
                 "workers": workers,
@@ -218,6 +222,13 @@ class Forwarder:
                 "flows": self.core.flow_counters(), "mpls": self.core.mpls_counters(),
                 "rx": rx, "tx": sum(v["tx"] for v in ports.values()),
                 **{m: sum(v[m] for v in ports.values()) for m in MIRROR_COUNTERS},
+                **{n: sum(v[n] for v in ports.values()) for n in VNET_COUNTERS},
+                "bridge": [{"vrf": self.cfg.vrfs[vrf].name, "mac": mac.hex(":"),
+                            "port": self.cfg.ports[port].name, "flags": kind, "hits": hits}
+                           for vrf, mac, port, kind, hits in self.core.bridge_table()],
+                "neighbors": [{"port": self.cfg.ports[port].name, "ip": ip,
+                               "mac": mac.hex(":") if mac else None, "state": state}
+                              for port, ip, mac, state in self.core.neighbors()],
                 "seconds": round(secs, 6), "pps": rx / secs if secs else 0.0,
                 "mbufs_in_use_after": self._core_mod.pool_in_use() - self.pool_start}
 
@@ -599,8 +610,8 @@ def verify_outputs(cfg: Config, out_dir: str, summary: dict,
             errors.append(f"{path}: cannot read it back: {getattr(e, 'strerror', e)}")
             continue
         found[p.name] = {"file": str(path), "records": n, "bytes": nbytes, "cut": cut}
-        # what it sent: its packets and the mirror copies it carried
-        sent = st["tx"] + st.get("mirror_tx", 0)
+        # what it sent: its packets, the mirror and flood copies and ARP/ND requests
+        sent = st["tx"] + st.get("mirror_tx", 0) + st.get("flooded", 0) + st.get("arp_sent", 0)
         sent_bytes = (st.get("dpdk") or {}).get("obytes")
         if problem or n != sent:
             errors.append(f"{path}: {problem or f'{n:,} records'}, but port {p.name} "

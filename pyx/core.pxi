@@ -138,6 +138,11 @@ def mirror_slots():
     return C_MIRRORED, C_MIRROR_DROPPED
 
 
+def vnet_slots():
+    """Slots of the virtual-network counters, in dataplane.limits.VNET_COUNTERS order."""
+    return (C_CONSUMED, C_ARP_REPLIED, C_FLOODED, C_FLOOD_DROPPED, C_ARP_SENT, C_MAC_MOVED)
+
+
 cdef class Tables:
     """The compiled tables (one published version at a time) and the workers' contexts
     that read them: per worker its ports' TX buffers and counters, flow table, fragment
@@ -153,11 +158,14 @@ cdef class Tables:
     cdef list flow_memory          # per worker: FlowMemory
     cdef list mirror_copies        # tests: the mirror copies Core.process() made
     cdef public uint64_t grace_waits   # grace periods waited
+    cdef vnet_t *vn                # virtual networks (docs/virtual-networks.md)
+    cdef list vn_keep              # the ports' binding arrays
 
     def __cinit__(self):
         self.launched = []
         self.flow_memory = []
         self.mirror_copies = []
+        self.vn_keep = []
         self.t = <tables_t *>check_alloc(calloc(1, sizeof(tables_t)), "tables")
         self.t.mpls = <mpls_t *>check_alloc(calloc(1, sizeof(mpls_t)), "MPLS tables")
         self.shared.current = self.t
@@ -205,6 +213,7 @@ cdef class Tables:
             key_mask4(c.entropy_fields, c.entropy_mask4)
             for p in compiled.ports:
                 load_port(&c.ports[p.index], p)
+                load_port_vn(&c.ports[p.index], p, self.vn_keep)
                 c.mirroring |= p.mirror is not None
         self._load_nexthops(compiled.nexthops)
         self.ngroups = len(compiled.groups)
@@ -214,6 +223,7 @@ cdef class Tables:
             self.set_group(g)
         self._load_vrfs(compiled.vrf_names, compiled.routes)
         self._load_mpls(compiled.mpls)
+        self.vn = vnet_create(compiled.vnet, self.w, workers)
         for i in range(workers):
             self.w[i].member_pkts = <uint64_t *>check_alloc(
                 calloc(max(1, self.ngroups) * MAX_MEMBERS, sizeof(uint64_t)),
@@ -548,6 +558,86 @@ cdef class Tables:
 
     # ------------------------------------------------------------------ flows
 
+    # ------------------------------------------------------------------ virtual networks
+
+    def bridge_table(self):
+        """[(vrf, mac bytes, port, "static" | "learned", hits)] sorted by (vrf, mac)."""
+        cdef const void *kp
+        cdef void *v
+        cdef uint32_t it = 0
+        cdef int32_t pos
+        cdef const uint8_t *kb
+        cdef uint64_t data
+        out = []
+        if self.vn == NULL:
+            return out
+        while True:
+            pos = rte_hash_iterate(self.vn.bridge, &kp, &v, &it)
+            if pos < 0:
+                break
+            kb = <const uint8_t *>kp
+            data = <uint64_t>v
+            out.append(((kb[0] << 8) | kb[1], bytes((<const char *>kb)[2:8]),
+                        <int>(data & 0xffff),
+                        "static" if (data >> 16) & BT_STATIC else "learned",
+                        self.vn.hits[pos]))
+        return sorted(out)
+
+    def bridge_age(self, now=None):
+        """Remove learned entries unused for their VRF's mac_aging (clock: worker 0's, or
+        `now` in TSC ticks); their slots are freed after a grace period. The count."""
+        cdef const void *kp
+        cdef void *v
+        cdef uint32_t it = 0
+        cdef int32_t pos
+        cdef uint64_t data, t
+        cdef const uint8_t *kb
+        if self.vn == NULL:
+            return 0
+        t = now if now is not None else clock_now(self.w[0])
+        gone = []
+        while True:
+            pos = rte_hash_iterate(self.vn.bridge, &kp, &v, &it)
+            if pos < 0:
+                break
+            data = <uint64_t>v
+            kb = <const uint8_t *>kp
+            if (data >> 16) & BT_LEARNED and t >= self.vn.seen[pos] + \
+                    self.vn.vrfs[(kb[0] << 8) | kb[1]].aging_tsc:
+                gone.append(bytes((<const char *>kb)[:8]))
+        freed = []
+        for k in gone:
+            pos = rte_hash_del_key(self.vn.bridge, <const char *>k)
+            if pos >= 0:
+                freed.append(pos)
+        if freed:
+            self._grace()          # lock-free readers: a slot is reused only after it
+            for pos in freed:
+                rte_hash_free_key_with_position(self.vn.bridge, pos)
+                self.vn.seen[pos] = 0
+                self.vn.hits[pos] = 0
+        return len(freed)
+
+    def neighbors(self):
+        """[(port, ip text, mac bytes or None, "incomplete" | "reachable")]."""
+        cdef neigh_t *e
+        cdef uint64_t w
+        out = []
+        if self.vn == NULL:
+            return out
+        for j in range(self.vn.n_neigh):
+            e = &self.vn.neigh[j]
+            w = e.mac
+            ip = ipaddress.ip_address(bytes((<char *>e.ip)[:4 if e.family == 4 else 16]))
+            out.append((e.port, str(ip),
+                        bytes((<char *>&w)[:6]) if w & NEIGH_VALID else None,
+                        "reachable" if w & NEIGH_VALID else "incomplete"))
+        return out
+
+    def held_count(self):
+        """Packets held for unresolved next hops, over the workers."""
+        return sum(self.w[i].held.total for i in range(self.nworkers))
+
     def set_mirror_time(self, ns):
         """Tests: the timestamp of every mirror copy, in ns (None: the clock)."""
         for w in range(self.nworkers):
@@ -653,6 +743,8 @@ cdef class Tables:
         """Every table of the current version and every worker's own (workers stopped)."""
         cdef ctx_t *c
         cdef tables_t *t = self.t
+        vnet_free(self.vn, self.w, self.nworkers)
+        self.vn = NULL
         for w in range(self.nworkers):
             c = self.w[w]
             free(c.frag)
@@ -712,6 +804,7 @@ cdef load_nexthop(nexthop_t *nh, n):
         nh.push[j] = be32(word)
         nh.ttl_on[j] = 0xffffffff if n.ttl_on[j] else 0
     nh.el_at = n.el_at
+    nh.neigh = n.neigh
     nh.el_unreadable = n.el_unreadable
     nh.tunnel = n.tunnel
     nh.v6 = n.v6

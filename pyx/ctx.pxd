@@ -15,6 +15,7 @@ from ecmp cimport group_t, frag_table_t
 from mpls_input cimport mpls_t
 from fatflow cimport fat_rules_t
 from flow cimport flow_table_t
+from vnet cimport vnet_t, held_t, pair_t, XSTAGE
 
 ctypedef struct mirror_t:
     # A port's mirror (docs/mirroring.md): where its copies go and how; per worker, the
@@ -44,6 +45,17 @@ ctypedef struct port_t:
     rte_eth_dev_tx_buffer *txb # this worker's TX buffer toward the port
     fat_rules_t fat
     mirror_t mirror
+    # virtual networks (docs/virtual-networks.md)
+    uint8_t fwd                # its VRF's forwarding: FWD_L3 / FWD_L2 / FWD_L2L3
+    uint8_t vn                 # 1: frames take the VN classify path (bind, l2, l2_l3)
+    uint8_t proxy              # proxy_arp
+    uint8_t mac[6]             # the port's own MAC
+    uint8_t gw_mac[6]          # the gateway MAC: IP to it is routed (l2_l3), ARP answers
+    uint16_t n_pairs           # binding: allowed (MAC, prefix) pairs and MACs
+    uint16_t n_bmacs
+    pair_t *pairs
+    uint8_t *bmacs             # n_bmacs * 6 bytes
+    rte_eth_dev_tx_buffer *ftxb    # this worker's buffer of flood copies toward the port
 
 ctypedef struct tables_t:
     # One published version of the forwarding tables: immutable once published; a change
@@ -80,6 +92,13 @@ ctypedef struct ctx_t:
     uint64_t ts_base_tsc
     double ns_per_tsc
     uint64_t mirror_fake_ns    # tests: every mirror timestamp; 0 = the TSC
+    vnet_t *vn                 # virtual networks: shared tables, NULL: none
+    held_t held                # packets waiting for their next hop's MAC
+    uint64_t tick_next         # worker 0: clock of the next neighbour tick
+    uint16_t n_x               # extra frames staged: flood copies, released, requests
+    uint8_t x_kind[XSTAGE]
+    uint16_t x_port[XSTAGE]
+    rte_mbuf *x_out[XSTAGE]
     port_t ports[MAX_PORTS]
     vrf_t *vrfs
     nexthop_t *nhs

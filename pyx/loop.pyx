@@ -67,7 +67,8 @@ from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete
                    flow_age_paced, flow_sig, AGE_SLICE, EMC_SLOTS, KEY_SLOT)
 from ctx cimport ctx_t, port_t, mirror_t, tables_t, shared_t, tables_refresh, clock_now
 from pipeline cimport process_burst, region_cb, decap_cb, emit_mpls_cb, push_cb
-from tx cimport tx_send, tx_flush, tx_refused
+from tx cimport tx_send, tx_flush, tx_refused, x_send, flood_refused
+from bridge cimport bridge_key
 from mirror cimport mirror_send, mirror_refused
 import ipaddress
 import time
@@ -76,6 +77,7 @@ import numpy as np
 include "memory.pxi"
 include "loopport.pxi"
 include "flowtable.pxi"
+include "vnet.pxi"
 include "core.pxi"
 include "telemetry.pxi"
 
@@ -92,10 +94,18 @@ cdef int worker(void *arg) noexcept nogil:
     cdef uint64_t now, last = rte_rdtsc()
     cdef rte_rcu_qsbr *rcu = c.shared.rcu
     cdef uint16_t q = c.worker
+    cdef uint64_t tick_tsc = rte_get_tsc_hz() // 100
     c.flows.age_next = last
     rte_rcu_qsbr_thread_online(rcu, q)
     while not dp_flag_get(&c.stop):
         tables_refresh(c)
+        if c.held.total:               # next hops resolved since: their held packets
+            neigh_release(c)
+        if q == 0 and c.vn.n_neigh and last >= c.tick_next:   # ARP / ND requests
+            neigh_tick(c, last)
+            c.tick_next = last + tick_tsc
+        if c.n_x:
+            x_send(c)
         for i in range(c.nports):
             if not c.ports[i].rx:
                 continue
@@ -109,6 +119,8 @@ cdef int worker(void *arg) noexcept nogil:
                 tx_send(c, out, out_port, k)
             if c.n_mirror:             # mirror copies, after the burst's own packets
                 mirror_send(c)
+            if c.n_x:                  # flood copies likewise
+                x_send(c)
         now = rte_rdtsc()
         if now - last > c.drain_tsc:
             tx_flush(c)
@@ -122,6 +134,7 @@ cdef int worker(void *arg) noexcept nogil:
         rte_rcu_qsbr_quiescent(rcu, q)     # no table pointer held past this point
     rte_rcu_qsbr_thread_offline(rcu, q)
     tx_flush(c)
+    neigh_drop_held(c)                 # still unresolved at stop: arp_unresolved
     return 0
 
 
@@ -188,6 +201,12 @@ cdef class Core(Tables):
             check(rte_eth_tx_buffer_init(pt.txb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
             check(rte_eth_tx_buffer_set_err_callback(pt.txb, tx_refused, <void *>pt.cnt),
                   f"rte_eth_tx_buffer_set_err_callback({dev_name})")
+            # flood copies' own buffer: a refused copy is flood_dropped, not tx_full
+            pt.ftxb = <rte_eth_dev_tx_buffer *>check_alloc(
+                calloc(1, dp_tx_buffer_size(BURST)), f"flood TX buffer of {dev_name} queue {q}")
+            check(rte_eth_tx_buffer_init(pt.ftxb, BURST), f"rte_eth_tx_buffer_init({dev_name})")
+            check(rte_eth_tx_buffer_set_err_callback(pt.ftxb, flood_refused, <void *>pt.cnt),
+                  f"rte_eth_tx_buffer_set_err_callback(flood of {dev_name})")
             if pt.mirror_rx or pt.mirror_tx:
                 # its copies' own buffer: a copy the PMD refuses is this port's
                 # mirror_dropped, never an original's tx_full (pyx/mirror.pxd)
@@ -239,6 +258,8 @@ cdef class Core(Tables):
                 pt.rx = 0
                 free(pt.txb)
                 pt.txb = NULL
+                free(pt.ftxb)
+                pt.ftxb = NULL
                 free(pt.mirror.txb)
                 pt.mirror.txb = NULL
         if failed:
@@ -297,6 +318,9 @@ cdef class Core(Tables):
             raise ValueError(f"no port {in_port}")
         result = []
         frames = list(frames)
+        if c.held.total:                   # released first (docs/virtual-networks.md §8)
+            neigh_release(c)
+            self._take_x(c, result)
         for start in range(0, len(frames), BURST):
             n = fill_burst(pkts, frames[start:start + BURST], in_port, seg)
             k = process_burst(c, in_port, pkts, n, out, out_port)
@@ -304,7 +328,35 @@ cdef class Core(Tables):
                 result.append((out_port[j], mbuf_bytes(out[j])))
                 rte_pktmbuf_free(out[j])
             self._take_staged(c, True)
+            self._take_x(c, result)
         return result
+
+    cdef _take_x(self, ctx_t *c, list result):
+        """The extra frames staged (flood copies, released packets, requests), freed,
+        appended to result as (port, bytes)."""
+        cdef uint16_t j
+        for j in range(c.n_x):
+            result.append((c.x_port[j], mbuf_bytes(c.x_out[j])))
+            rte_pktmbuf_free(c.x_out[j])
+        c.n_x = 0
+
+    def neigh_tick(self, int worker=0):
+        """Tests: what a worker loop iteration does for neighbours: release the held
+        packets of resolved next hops, then (worker 0) expire, refresh and resolve at
+        the clock. [(port, bytes)]: released packets, then requests."""
+        cdef ctx_t *c = self._idle(worker)
+        result = []
+        if c.held.total:
+            neigh_release(c)
+        if worker == 0 and c.vn.n_neigh:
+            neigh_tick(c, clock_now(c))
+        self._take_x(c, result)
+        return result
+
+    def drop_held(self):
+        """Tests: drop every held packet arp_unresolved (what a stopping worker does)."""
+        for w in range(self.nworkers):
+            neigh_drop_held(self._idle(w))
 
     cdef _take_staged(self, ctx_t *c, bint keep):
         """The mirror copies the last burst staged, freed; keep: into mirror_copies as
@@ -346,6 +398,7 @@ cdef class Core(Tables):
                 for j in range(k):
                     rte_pktmbuf_free(out[j])
                 self._take_staged(c, False)
+                self._take_x(c, [])
                 res.append((t1 - t0) / n)
         return res
 

@@ -15,6 +15,7 @@ from mpls_hash cimport transit_hash, frame_hash, entropy_label
 from push cimport write_push, reframe, cut_end, finish_labelled
 from ctx cimport ctx_t, port_t, drop
 from tx cimport tx_enqueue
+from neigh cimport nh_tx
 
 
 cdef inline const nexthop_t *pick(ctx_t *c, port_t *pt, uint32_t via, uint32_t h,
@@ -65,7 +66,7 @@ cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
             for i in range(n):
                 memcpy(d + 14 + nh.olen + 4 * i, &st[i], 4)
         if finish_labelled(c, pt, m, d, nh, tc, h):
-            tx_enqueue(c, m, nh.port, out, out_port, k)
+            nh_tx(c, pt, m, nh, out, out_port, k)
     elif p.act == ACT_XC:
         pw = &c.mpls.pws[p.aux]
         cut_end(m, p.end)
@@ -96,4 +97,4 @@ cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
             if pw.cw:
                 memcpy(d + o, &st[2], 4)
         if finish_labelled(c, pt, m, d, nh, 0, h):
-            tx_enqueue(c, m, nh.port, out, out_port, k)
+            nh_tx(c, pt, m, nh, out, out_port, k)

@@ -27,6 +27,8 @@ from push cimport push_ip, cut_end
 from mpls_output cimport emit_mpls
 from tx cimport tx_enqueue
 from mirror cimport mirror_rx
+from vnet cimport ACT_BRIDGE
+from neigh cimport nh_tx, vn_emit
 from ctx cimport ctx_t, port_t, drop, clock_now
 
 
@@ -71,7 +73,10 @@ ctypedef struct decision_t:
 
 cdef inline void emit_mpls_cb(void *c, port_t *pt, rte_mbuf *m, const pkt_t *p, uint16_t in_port,
                        rte_mbuf **out, uint16_t *out_port, uint16_t *k) noexcept nogil:
-    emit_mpls(<ctx_t *>c, pt, m, p, in_port, out, out_port, k)
+    if p.act >= ACT_BRIDGE:                # virtual networks: bridge, ARP, ND
+        vn_emit(<ctx_t *>c, pt, m, p, in_port, out, out_port, k)
+    else:
+        emit_mpls(<ctx_t *>c, pt, m, p, in_port, out, out_port, k)
 
 
 cdef inline int region_cb(const mpls_t *mp, pkt_t *p, uint32_t off, uint32_t end,
@@ -141,7 +146,7 @@ cdef inline void emit_routed(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uin
             h = entropy_hash(c, pt, p, key, in_port)
         if not c.on_push(c, pt, m, p, nh, h):
             return
-    tx_enqueue(c, m, nh.port, out, out_port, k)
+    nh_tx(c, pt, m, nh, out, out_port, k)
 
 
 # ---------------------------------------------------------------- packet mode
@@ -419,7 +424,7 @@ cdef inline bint hit_emit(ctx_t *c, flow_entry_t *e, rte_mbuf *m, const pkt_t *p
         c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
     cut_end(m, p.end)
     rewrite(m, p, nh)
-    tx_enqueue(c, m, nh.port, out, out_port, k)
+    nh_tx(c, &c.ports[c.in_port], m, nh, out, out_port, k)
     return 1
 
 

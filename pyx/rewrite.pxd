@@ -19,6 +19,8 @@ ctypedef struct nexthop_t:
     uint8_t v6                 # the tunnel is IPv6
     uint32_t push[MAX_PUSH]    # labels in network order; TC, S, TTL zero (ORed per packet)
     uint32_t ttl_on[MAX_PUSH]  # 0xffffffff where the entry takes the TTL (not ELI/EL)
+    uint32_t neigh             # its neighbour (pyx/neigh.pxd) when the MAC is resolved
+                               # by ARP/ND, else NEIGH_NONE
     uint32_t osum              # IPv4 tunnel: header word sum with TOS, length zero
     uint8_t outer[64]          # tunnel: Ethernet + outer IP + UDP/GRE template
 

@@ -9,6 +9,7 @@ from includes.rte_ethdev cimport rte_eth_tx_buffer, rte_eth_tx_buffer_flush, rte
 from consts cimport *
 from ctx cimport ctx_t, port_t
 from mirror cimport mirror_tx, mirror_flush
+from vnet cimport X_FLOOD, X_HELD, X_REQUEST
 
 
 cdef inline void tx_enqueue(ctx_t *c, rte_mbuf *m, uint16_t port, rte_mbuf **out,
@@ -35,11 +36,55 @@ cdef inline void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) no
     cnt[C_TX] -= unsent
 
 
+cdef inline void flood_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
+    """A flood-copy TX buffer's error callback: copies the PMD refused move from flooded
+    to flood_dropped of their port."""
+    cdef uint64_t *cnt = <uint64_t *>userdata
+    cdef uint16_t i
+    for i in range(unsent):
+        rte_pktmbuf_free(pkts[i])
+    cnt[C_FLOOD_DROPPED] += unsent
+    cnt[C_FLOODED] -= unsent
+
+
+cdef inline void x_send(ctx_t *c) noexcept nogil:
+    """The extra frames staged (docs/virtual-networks.md): flood copies through their own
+    buffer, released held packets through the port's, requests straight to the PMD."""
+    cdef port_t *dst
+    cdef uint16_t j
+    cdef rte_mbuf *m
+    for j in range(c.n_x):
+        dst = &c.ports[c.x_port[j]]
+        m = c.x_out[j]
+        if not dst.bound:                  # no device to send it to
+            rte_pktmbuf_free(m)
+            if c.x_kind[j] == X_FLOOD:
+                dst.cnt[C_FLOODED] -= 1
+                dst.cnt[C_FLOOD_DROPPED] += 1
+            elif c.x_kind[j] == X_HELD:
+                dst.cnt[C_TX] -= 1
+                dst.cnt[D_TX_FULL] += 1
+            else:
+                dst.cnt[C_ARP_SENT] -= 1
+        elif c.x_kind[j] == X_FLOOD:
+            rte_eth_tx_buffer(dst.port_id, c.worker, dst.ftxb, m)
+        elif c.x_kind[j] == X_HELD:
+            if dst.mirror_tx:
+                mirror_tx(c, dst, c.x_port[j], m)
+            rte_eth_tx_buffer(dst.port_id, c.worker, dst.txb, m)
+        elif rte_eth_tx_burst(dst.port_id, c.worker, &m, 1) == 0:
+            rte_pktmbuf_free(m)
+            dst.cnt[C_ARP_SENT] -= 1
+    c.n_x = 0
+
+
 cdef inline void tx_flush(ctx_t *c) noexcept nogil:
     cdef uint16_t i
     for i in range(c.nports):
         if c.ports[i].bound:
             rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].txb)
+            if c.ports[i].ftxb != NULL:
+                rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].ftxb)
     if c.mirroring:                    # mirror copies after the ports' own packets
         mirror_flush(c)
 

@@ -16,7 +16,7 @@ import pytest
 
 from dataplane.config.model import Config
 from dataplane.drops import DROP_REASONS
-from dataplane.limits import MIRROR_COUNTERS
+from dataplane.limits import MIRROR_COUNTERS, VNET_COUNTERS
 from dataplane.reference import ReferenceForwarder
 
 BACKENDS = ("reference", "cython")
@@ -89,6 +89,29 @@ class CythonBackend:
 
     def update_group(self, index: int, members) -> None:
         self.control.update_group(index, members)
+
+    # virtual networks (docs/virtual-networks.md §8)
+    def vnet_counters(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for port, row in zip(self.cfg.ports, self.core.counters()):
+            slots = dict(zip(self._names, row))
+            out[port.name] = {name: slots[name] for name in VNET_COUNTERS}
+        return out
+
+    def neigh_tick(self) -> list[tuple[int, bytes]]:
+        return self.core.neigh_tick()
+
+    def bridge_table(self) -> list:
+        return self.core.bridge_table()
+
+    def bridge_age(self) -> None:
+        self.core.bridge_age()
+
+    def neighbors(self) -> list:
+        return self.core.neighbors()
+
+    def drop_held(self) -> None:
+        self.core.drop_held()
 
     def close(self) -> None:
         self.core.close()                       # frees the LPM tables (64 MiB per VRF)

@@ -442,7 +442,7 @@ CASES = [
      "ports[0].vrf: must be absent on a port with xconnect, got 'default'"),
     ({"ports[0].foo": 1},
      "ports[0]: unknown key 'foo', allowed: name, devargs, mac, vrf, mode, fat_flows, "
-     "fat_flow_exclude, mirror, xconnect"),
+     "fat_flow_exclude, mirror, xconnect, bind, proxy_arp"),
     # vrfs and routes
     ({"vrfs.red": {"routes": [{"prefix": "10.0.0.300/24", "via": "nh1"}] * 3}},
      "vrfs.red.routes[0].prefix: must be an IPv4 or IPv6 prefix, got '10.0.0.300/24'"),
@@ -462,12 +462,15 @@ CASES = [
     ({"vrfs.default.routes[0].via": DELETE}, "vrfs.default.routes[0].via: is required"),
     ({"vrfs.default.routes": {"prefix": "10.0.0.0/8"}},
      "vrfs.default.routes: must be a list, got {'prefix': '10.0.0.0/8'}"),
-    ({"vrfs.red-1": {"paths": []}}, "vrfs.red-1: unknown key 'paths', allowed: routes"),
+    ({"vrfs.red-1": {"paths": []}},
+     "vrfs.red-1: unknown key 'paths', allowed: routes, forwarding, flood_unknown_unicast, "
+     "mac_learning, mac_aging, macs, gateway"),
     ({"vrfs.9": {}}, f"vrfs.9: must be {NAME}, got 9"),
     # nexthops
     ({"nexthops.nh1.port": "nope"},
      "nexthops.nh1.port: must be a port defined under ports (p0, up1), got 'nope'"),
-    ({"nexthops.nh1.mac": DELETE}, "nexthops.nh1.mac: is required"),
+    ({"nexthops.nh1.mac": DELETE},
+     "nexthops.nh1.mac: is required unless ip is given (then ARP / ND resolves the MAC)"),
     ({"nexthops.nh1.labels": [16, 15]},
      "nexthops.nh1.labels[1]: must be an MPLS label from 16 to 1048575 (0-15 are "
      "reserved), got 15"),
@@ -568,7 +571,7 @@ CASES = [
      "ports[3].xconnect: must be a pseudowire no other port cross-connects, got 'pw1'"),
     # top level
     ({"bogus": 1}, "unknown key 'bogus', allowed: node, eal, flow_table, ports, vrfs, "
-                   "nexthops, groups, mpls, pseudowires"),
+                   "nexthops, groups, mpls, pseudowires, neighbors"),
     ({"node": DELETE}, "node: is required"),
 ]
 

@@ -3,8 +3,10 @@
 
 A few hundred IPv4/IPv6 TCP/UDP/ICMP flows from hosts behind p0 toward several routed
 prefixes (next hops on up1 and up2, and the ECMP group `spines`), plus a sprinkling of
-frames that must drop (TTL 1, no route, truncated, ARP) so a replay summary shows drop
-reasons. Usage: python3 tools/gen_sample.py [OUT_DIR]   (default: samples/)
+frames that must drop (TTL 1, no route, truncated) so a replay summary shows drop
+reasons, and ARP requests the forwarder takes as its own (`consumed`: no gateway address
+of the VRF is asked for, so none is answered; docs/virtual-networks.md §5).
+Usage: python3 tools/gen_sample.py [OUT_DIR]   (default: samples/)
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from scapy.packet import Raw
 SEED = 0x5A3B1E
 PACKETS = 20_000
 FLOWS = 300
-DROPS = {"ttl_expired": 60, "no_route": 60, "truncated": 60, "unsupported": 60}
+DROPS = {"ttl_expired": 60, "no_route": 60, "truncated": 60}
+CONSUMED = 60                               # ARP requests: counted consumed, not dropped
 T0 = 1_700_000_000                          # capture timestamps: fixed start, 10 µs apart
 
 # The topology, shared with tests/test_reference.py (which builds the same Config).
@@ -110,7 +113,7 @@ class Flow:
 def frames(rng: random.Random) -> list[bytes]:
     flows = [Flow(rng) for _ in range(FLOWS)]
     sizes = [rng.paretovariate(1.2) for _ in flows]      # a few elephants, many mice
-    out = [f.packet(rng) for f in rng.choices(flows, sizes, k=PACKETS - sum(DROPS.values()))]
+    out = [f.packet(rng) for f in rng.choices(flows, sizes, k=PACKETS - sum(DROPS.values()) - CONSUMED)]
     bad = []
     for _ in range(DROPS["ttl_expired"]):
         bad.append(rng.choice(flows).packet(rng, ttl=1))
@@ -119,7 +122,7 @@ def frames(rng: random.Random) -> list[bytes]:
     for _ in range(DROPS["truncated"]):
         raw = rng.choice(flows).packet(rng)
         bad.append(raw[:rng.randrange(14, len(raw))])
-    for _ in range(DROPS["unsupported"]):
+    for _ in range(CONSUMED):
         bad.append(bytes(Ether(src=HOST_MAC, dst="ff:ff:ff:ff:ff:ff") /
                          ARP(psrc=random_host(rng, SOURCES[4]), pdst="100.64.0.1")))
     for frame in bad:

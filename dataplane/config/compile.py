@@ -8,6 +8,7 @@ control plane. Live changes (dataplane/control.py) compile through the same func
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,6 +21,7 @@ from ..limits import (A_POP, A_POP_LOOKUP, A_POP_XC, A_SWAP, IGNORE_DST, IGNORE_
                       MEMBER_ACTIVE, MEMBER_DRAIN, MEMBER_REMOVED, MIRROR_HDR_MAX, MIRROR_RX,
                       MIRROR_TX, NH_GROUP, NO_PREFIX, NO_PW, TUN_GRE, TUN_NONE, TUN_UDP)
 from ..mirror import meta_template
+from . import vnet
 from .model import FAT_FLOW_PROTOS, Config
 
 ACTIONS = {"swap": A_SWAP, "pop": A_POP, "pop-lookup": A_POP_LOOKUP, "pop-xconnect": A_POP_XC}
@@ -53,6 +55,82 @@ class PortTable:
     pw: int                    # pseudowire index, or NO_PW
     fat: FatTable
     mirror: Optional[MirrorTable] = None
+    # virtual networks (docs/virtual-networks.md)
+    mac: bytes = bytes(6)      # the port's own MAC
+    gw_mac: bytes = bytes(6)   # the gateway MAC of frames from this port
+    fwd: int = 0               # FWD_L3 / FWD_L2 / FWD_L2L3 of its VRF
+    vn: bool = False           # frames take the VN classify path (bind, l2, l2_l3)
+    proxy: bool = False
+    pairs: list = field(default_factory=list)    # binding: (family, plen, addr16, mac)
+    bmacs: list = field(default_factory=list)    # binding: allowed MACs
+
+
+@dataclass
+class VnVrfTable:
+    fwd: int
+    flood_uu: bool
+    learn: bool
+    aging: float
+    ports: list[int]           # flood list, port order
+    gw: list[tuple[int, int, bytes]]                   # own addresses: family, plen, addr16
+    hosts: list[tuple[int, int, bytes, bytes, int]]    # family, plen, addr16, mac, port
+
+
+@dataclass
+class VnetTable:
+    capacity: int              # bridge table entries
+    vrfs: list[VnVrfTable]
+    statics: list[tuple[int, bytes, int]]              # VRF, MAC, port
+    neighbours: list[tuple[int, int, bytes, bytes]]    # port, family, ip16, request source16
+    reachable_time: float
+    retry: float
+    queue: int
+
+
+FWD = {"l3": 0, "l2": 1, "l2_l3": 2}
+NEIGH_NONE = 0xFFFFFFFF
+BRIDGE_ENTRIES = 65536         # an l2 / l2_l3 VRF's learned and static MACs, all VRFs
+
+
+def addr16(net) -> tuple[int, int, bytes]:
+    """(family, prefix length, address padded to 16 bytes) of a network, or of an
+    interface address (gateway.ip: the address itself)."""
+    if isinstance(net, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+        return net.version, net.network.prefixlen, net.ip.packed.ljust(16, b"\0")
+    return net.version, net.prefixlen, net.network_address.packed.ljust(16, b"\0")
+
+
+def port_vn(cfg: Config, p) -> dict:
+    """A port's VN fields of PortTable."""
+    if p.vrf is None:
+        return {"mac": bytes(p.mac), "gw_mac": bytes(p.mac)}
+    vrf = cfg.vrfs[p.vrf_index]
+    pairs, macs = vnet.allowed(p) if p.bind is not None else ([], set())
+    ordered = [p.bind.mac] + [a.mac for a in p.bind.allowed_address_pairs] if p.bind else []
+    bmacs = list(dict.fromkeys(m for m in ordered if m in macs))
+    return {"mac": bytes(p.mac), "gw_mac": vnet.gateway_mac(cfg, p.vrf_index, p.index),
+            "fwd": FWD[vrf.forwarding], "vn": vrf.forwarding != "l3" or p.bind is not None,
+            "proxy": p.proxy_arp,
+            "pairs": [addr16(net) + (mac,) for mac, net in pairs], "bmacs": bmacs}
+
+
+def vnet_table(cfg: Config) -> VnetTable:
+    vrfs = []
+    for v in cfg.vrfs:
+        gw = [addr16(a) for a in (v.gateway.ip if v.gateway else [])]
+        hosts = [addr16(net) + (mac, port) for net, mac, port in vnet.proxy_hosts(cfg, v.index)]
+        vrfs.append(VnVrfTable(FWD[v.forwarding], v.flood_unknown_unicast, v.mac_learning,
+                               v.mac_aging, vnet.vrf_ports(cfg, v.index), gw, hosts))
+    statics = vnet.static_macs(cfg)
+    l2 = any(v.forwarding != "l3" for v in cfg.vrfs)
+    neigh = []
+    for port, ip in vnet.neighbours(cfg):
+        src = vnet.request_source(cfg, port, ip)
+        neigh.append((port, ip.version, ip.packed.ljust(16, b"\0"),
+                      src.packed.ljust(16, b"\0")))
+    nb = cfg.neighbors
+    return VnetTable(max(BRIDGE_ENTRIES if l2 else 1024, 2 * len(statics)), vrfs, statics,
+                     neigh, nb.reachable_time, nb.retry, nb.queue)
 
 
 @dataclass
@@ -68,6 +146,7 @@ class NextHopTable:
     olen: int                  # outer IP + UDP/GRE bytes after Ethernet
     outer: bytes               # Ethernet + outer header template
     osum: int                  # sum of the template's IPv4 header words
+    neigh: int = NEIGH_NONE    # its neighbour when the MAC is resolved (ARP/ND)
 
 
 @dataclass
@@ -185,6 +264,7 @@ class Compiled:
     mpls: MplsTable
     flow_table: Optional[FlowTableSpec]   # None: no flow-mode L3 port, no table
     group_buckets: dict = field(default_factory=dict)   # index → current bucket table
+    vnet: Optional[VnetTable] = None
 
 
 def via_id(via_index: int, via_group: bool) -> int:
@@ -256,8 +336,9 @@ def mirror_table(cfg: Config, p) -> Optional[MirrorTable]:
                        osum)
 
 
-def nexthop_table(cfg: Config, n) -> NextHopTable:
-    eth = bytes(n.mac) + bytes(cfg.ports[n.port_index].mac)
+def nexthop_table(cfg: Config, n, neigh: int = NEIGH_NONE) -> NextHopTable:
+    # a MAC resolved by ARP/ND is written per packet (pyx/neigh.pxd): zero until then
+    eth = bytes(n.mac or bytes(6)) + bytes(cfg.ports[n.port_index].mac)
     # the transport stack (docs/mpls.md §7): labels, then the ELI/EL pair below transport
     # label k (the EL value, TC, S and TTL come per packet)
     words = [x << 12 for x in n.labels]
@@ -279,7 +360,7 @@ def nexthop_table(cfg: Config, n) -> NextHopTable:
         olen = (40 if v6 else 20) + (8 if tunnel == TUN_UDP else 4)
         outer, osum = outer_template(eth, cfg.node.tunnel_address, n.tunnel)
     return NextHopTable(eth, n.port_index, words, ttl_on, el_at, unreadable, tunnel, v6,
-                        olen, outer, osum)
+                        olen, outer, osum, neigh)
 
 
 def mpls_table(cfg: Config) -> MplsTable:
@@ -332,19 +413,24 @@ def routes_of(vrf) -> dict:
 def compile_config(cfg: Config) -> Compiled:
     ports = [PortTable(p.index, p.vrf is not None, p.vrf_index if p.vrf is not None else 0,
                        p.mode == "flow", NO_PW if p.xconnect_index is None else p.xconnect_index,
-                       fat_table(p), mirror_table(cfg, p)) for p in cfg.ports]
-    groups = [group_table(cfg, g.index, [(m.nexthop_index, m.weight, True) for m in g.members])
+                       fat_table(p), mirror_table(cfg, p), **port_vn(cfg, p)) for p in cfg.ports]
+    up = {p.index for p in cfg.ports}      # at start every port counts as up
+    aap = {gi for gi, _, _ in vnet.aap_groups(cfg)}
+    groups = [group_table(cfg, g.index, vnet.aap_members(cfg, g.index, up) if g.index in aap
+                          else [(m.nexthop_index, m.weight, True) for m in g.members])
               for g in cfg.groups]
+    neigh = vnet.neighbour_of(cfg)
     ft = cfg.flow_table
     need_flows = any(p.mode == "flow" and p.vrf is not None for p in cfg.ports)
     return Compiled(
         seed=cfg.node.seed,
         entropy_fields=hashing.field_mask(hashing.FIELD_BITS.keys() - {"flow_label",
                                                                         "ingress_port"}),
-        ports=ports, nexthops=[nexthop_table(cfg, n) for n in cfg.nexthops],
+        ports=ports,
+        nexthops=[nexthop_table(cfg, n, neigh.get(n.index, NEIGH_NONE)) for n in cfg.nexthops],
         groups=groups, vrf_names=[v.name for v in cfg.vrfs],
         routes=[route_columns(v.routes) for v in cfg.vrfs], mpls=mpls_table(cfg),
         flow_table=FlowTableSpec(ft.entries, ft.idle_timeout, ft.tcp_close_timeout,
                                  ft.on_full == "drop") if need_flows else None,
-        group_buckets={g.index: g.buckets for g in groups})
+        group_buckets={g.index: g.buckets for g in groups}, vnet=vnet_table(cfg))
 

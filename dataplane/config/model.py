@@ -3,7 +3,10 @@
 Everything here is already checked (see validate.py); the backends (the Cython core and
 the reference model) may assume every reference resolves and every value is in range.
 Indexes are dense and stable: ports, VRFs, next hops and groups are numbered in the
-order they appear in the file, which is also their index in the C tables.
+order they appear in the file, which is also their index in the C tables. What the
+validator derives for virtual networks (docs/virtual-networks.md §1: next hops, groups
+and routes of `bind` and `allowed_address_pairs`, marked implicit) comes after the
+file's own, so their indexes do not move.
 """
 from __future__ import annotations
 
@@ -84,6 +87,22 @@ class Mirror:
 
 
 @dataclass
+class AllowedPair:
+    """One `ports[].bind.allowed_address_pairs` entry (docs/virtual-networks.md §1)."""
+    ip: IPNetwork                               # a bare address is a /32 or /128
+    mac: bytes                                  # the validator fills in bind.mac
+    mode: str = "active-standby"                # active-standby | active-active
+
+
+@dataclass
+class Bind:
+    """`ports[].bind`: the port's assigned identity (anti-spoofing, docs §4)."""
+    mac: bytes
+    ip: list = field(default_factory=list)      # IPNetworks (bare address → /32, /128)
+    allowed_address_pairs: list = field(default_factory=list)   # AllowedPair
+
+
+@dataclass
 class Port:
     name: str
     index: int
@@ -97,6 +116,8 @@ class Port:
     fat_flows: list[FatFlowRule] = field(default_factory=list)
     fat_flow_exclude: list[IPNetwork] = field(default_factory=list)
     mirror: Optional[Mirror] = None             # SPEC §9
+    bind: Optional[Bind] = None                 # docs/virtual-networks.md §4
+    proxy_arp: bool = False                     # docs/virtual-networks.md §5
 
     @property
     def dev_name(self) -> str:
@@ -116,11 +137,15 @@ class NextHop:
     index: int
     port: str
     port_index: int
-    mac: bytes                                  # destination MAC, 6 bytes
+    mac: Optional[bytes]                        # destination MAC, 6 bytes; None:
+    #                                             resolved by ARP / ND at run time
     labels: list[int] = field(default_factory=list)
     entropy: bool = False
     erld: int = 8
     tunnel: Optional[Tunnel] = None             # encapsulate toward tunnel.remote
+    ip: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None   # on `port`
+    implicit: bool = False                      # derived by the validator (`PORT~bind`,
+    #                                             `PORT~aap~MAC`), not in the file
 
 
 @dataclass
@@ -144,6 +169,7 @@ class Group:
     members: list[Member]
     buckets: int = 4096
     hash: HashSpec = field(default_factory=HashSpec)
+    implicit: bool = False                      # derived (`aap~IP`): config/vnet.py
 
 
 @dataclass
@@ -204,10 +230,31 @@ class RouteTable(Sequence):
 
 
 @dataclass
+class StaticMac:
+    """One `vrfs.X.macs` entry: a static bridge table entry."""
+    mac: bytes
+    port: str
+    port_index: int
+
+
+@dataclass
+class Gateway:
+    """`vrfs.X.gateway`: the forwarder's own addresses in the virtual network."""
+    ip: list = field(default_factory=list)      # IPv4Interface / IPv6Interface, file order
+    mac: Optional[bytes] = None                 # None: the ingress port's mac
+
+
+@dataclass
 class Vrf:
     name: str
     index: int
     routes: Sequence[Route] = field(default_factory=list)   # a list, or a RouteTable
+    forwarding: str = "l3"                      # l3 | l2 | l2_l3 (docs/virtual-networks.md)
+    flood_unknown_unicast: bool = False         # l2 / l2_l3 only
+    mac_learning: bool = False                  # l2 / l2_l3 only
+    mac_aging: float = 300.0                    # seconds an unused learned MAC is kept
+    macs: list[StaticMac] = field(default_factory=list)
+    gateway: Optional[Gateway] = None
 
 
 LFIB_ACTIONS = ("swap", "pop", "pop-lookup", "pop-xconnect")
@@ -253,6 +300,14 @@ class Pseudowire:
 
 
 @dataclass
+class Neighbors:
+    """`neighbors`: resolution of next hops without a mac (docs/virtual-networks.md §6)."""
+    reachable_time: float = 30.0                # seconds a learned MAC stays valid
+    retry: float = 1.0                          # seconds between requests
+    queue: int = 8                              # packets held per neighbour and worker
+
+
+@dataclass
 class Config:
     path: str
     node: Node
@@ -264,6 +319,7 @@ class Config:
     eal: Eal = field(default_factory=Eal)
     mpls: Mpls = field(default_factory=Mpls)
     pseudowires: list[Pseudowire] = field(default_factory=list)
+    neighbors: Neighbors = field(default_factory=Neighbors)
     raw: dict = field(default_factory=dict)     # the parsed YAML, for later features
 
     def port(self, name: str) -> Port:

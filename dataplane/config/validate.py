@@ -11,6 +11,11 @@ mpls and pseudowires are compiled into Config.mpls and Config.pseudowires (and e
 attachment circuit's Port.xconnect_index); a port's mirror into Port.mirror
 (docs/mirroring.md). ``Config.raw`` keeps the whole document as parsed.
 
+Virtual networks (docs/virtual-networks.md §1): `neighbors`, a VRF's forwarding, bridge
+and gateway keys, a port's `bind` and `proxy_arp`, next hops without a mac. Once all of
+it is valid, the next hops, groups and routes that `bind` and `allowed_address_pairs`
+imply (config/vnet.py derive) are appended after the file's own, so no index moves.
+
 Hostile documents (issue 18) end in errors, in bounded time: a value in a message is
 cut to about 80 characters without building its whole repr (rules.short), aliases that
 expand the document past a limit are refused before it is built (a "billion laughs"
@@ -35,13 +40,85 @@ from ..limits import (MAX_FAT_EXCLUDE, MAX_GROUPS, MAX_MEMBERS, MAX_NEXTHOPS, MA
 from .lcores import parse_lcores
 from .routes import (NODES_PER_ROUTE, RUN_TAG, RouteRun, RouteTableBuilder, find_runs,
                      prefix_lengths, repeated, run_lines, runs_in_place)
-from .model import (Analyzer, Config, Eal, FlowTable, Group, HashSpec, LfibRule, Member,
-                    Mirror, Mpls, NextHop, Node, Port, Pseudowire, Route, Tunnel, Vrf)
+from . import vnet
+from .model import (AllowedPair, Analyzer, Bind, Config, Eal, FlowTable, Gateway, Group,
+                    HashSpec, LfibRule, Member, Mirror, Mpls, Neighbors, NextHop, Node, Port,
+                    Pseudowire, Route, RouteTable, StaticMac, Tunnel, Vrf)
 from .rules import (BAD, BUCKETS, ConfigError, Ctx, EAL, FLOW_TABLE, HASH, LFIB_ACTIONS,
                     MAX_SWAP_LABELS, NODE_NAME_RE, REQUIRED, TUNNEL, HugeInt, _hint, _is_int,
                     boolean, devargs_checker, fat_flows, fields, integer, ip_address, label,
-                    labels, list_of, name, named, named_like, one_of, prefix, record, short,
-                    unicast_mac, unique)
+                    labels, list_of, name, named, named_like, one_of, prefix, record,
+                    seconds, short, unicast_mac, unique)
+
+
+# ---- virtual networks (docs/virtual-networks.md §1) ---------------------------------
+
+FORWARDINGS = ("l3", "l2", "l2_l3")
+MAX_GATEWAY_IPS = 16            # gateway.ip addresses of one VRF
+
+NEIGHBORS = record({
+    "reachable_time": (seconds, Neighbors.reachable_time),
+    "retry": (seconds, Neighbors.retry),
+    "queue": (integer(1, 64), Neighbors.queue)}, Neighbors)
+
+
+def host_prefix(ctx, value):
+    """A prefix, or a bare address as its /32 or /128 (bind.ip, AAP ip)."""
+    if isinstance(value, str) and "/" not in value:
+        try:
+            return ipaddress.ip_network(value)
+        except ValueError:
+            return ctx.error("an IPv4 or IPv6 address or prefix", value)
+    return prefix(ctx, value)
+
+
+def _unicast(address) -> bool:
+    return not (address.is_multicast or address.is_unspecified
+                or address == ipaddress.IPv4Address("255.255.255.255"))
+
+
+def unicast_ip(ctx, value):
+    """A unicast IPv4 or IPv6 address (not multicast, unspecified nor broadcast)."""
+    address = ip_address(ctx, value)
+    if address is not BAD and not _unicast(address):
+        return ctx.error("a unicast address", value)
+    return address
+
+
+def interface(ctx, value):
+    """A unicast address with its prefix length, "10.9.0.1/24" (gateway.ip)."""
+    rule = 'an IPv4 or IPv6 address with its prefix length, like "10.9.0.1/24"'
+    if not (isinstance(value, str) and "/" in value):
+        return ctx.error(rule, value)
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        return ctx.error(rule, value)
+    if not _unicast(iface.ip):
+        return ctx.error("a unicast address with its prefix length", value)
+    return iface
+
+
+def _with_routes(routes, more: list[Route], names: tuple[list[str], list[str]]):
+    """A VRF's routes (a list or a RouteTable) with `more` after them; a RouteTable
+    stays one (its columns extended, its names those of every next hop and group)."""
+    if not isinstance(routes, RouteTable):
+        return list(routes) + more
+    if not more:
+        routes.names = names
+        return routes
+    nets = [r.prefix for r in more]
+    addrs = [int(n.network_address) for n in nets]
+    return RouteTable(
+        np.concatenate([routes.family, np.array([n.version for n in nets], np.uint8)]),
+        np.concatenate([routes.hi, np.array([a >> 64 for a in addrs], np.uint64)]),
+        np.concatenate([routes.lo, np.array([a & 0xFFFFFFFFFFFFFFFF for a in addrs],
+                                            np.uint64)]),
+        np.concatenate([routes.plen, np.array([n.prefixlen for n in nets], np.uint8)]),
+        np.concatenate([routes.via_group, np.array([r.via_group for r in more], bool)]),
+        np.concatenate([routes.via_index, np.array([r.via_index for r in more],
+                                                   np.uint32)]),
+        names)
 
 
 _ABSENT = object()
@@ -72,6 +149,11 @@ class _Validator:
         self.port_xconnect = {p["name"]: p.get("xconnect") for p in ports
                               if isinstance(p, dict) and isinstance(p.get("name"), str)
                               } if isinstance(ports, list) else {}
+        # a port's VRF as written (None: an attachment circuit), for vrfs.X.macs[].port
+        self.port_vrf = {p["name"]: None if p.get("xconnect") is not None
+                         else p.get("vrf", "default") for p in ports
+                         if isinstance(p, dict) and isinstance(p.get("name"), str)
+                         } if isinstance(ports, list) else {}
         pseudowires = data.get("pseudowires")
         self.pw_ac_port = {k: pw.get("ac_port") for k, pw in pseudowires.items()
                            if isinstance(pw, dict)} if isinstance(pseudowires, dict) else {}
@@ -117,9 +199,11 @@ class _Validator:
             "groups": (named(self.group, MAX_GROUPS, "groups"), list),
             "mpls": (self.mpls, None),
             "pseudowires": (named(self.pseudowire, 1 << 20, "pseudowires"), None),
+            "neighbors": (NEIGHBORS, Neighbors),
         })
         if top is not BAD:
             self.cross_checks(top)
+            self.derived_route_checks(top)
         if self.errors:
             raise ConfigError(self.errors)
         pseudowires = top["pseudowires"] or []
@@ -129,11 +213,73 @@ class _Validator:
         cfg = Config(path=path, node=top["node"], ports=top["ports"], vrfs=top["vrfs"],
                      nexthops=top["nexthops"], groups=top["groups"],
                      flow_table=top["flow_table"], eal=top["eal"],
-                     mpls=top["mpls"] or Mpls(), pseudowires=pseudowires, raw=self.data)
+                     mpls=top["mpls"] or Mpls(), pseudowires=pseudowires,
+                     neighbors=top["neighbors"], raw=self.data)
+        self.add_derived(cfg)
+        if self.errors:
+            raise ConfigError(self.errors)
         self.memory_checks(cfg)
         if self.errors:
             raise ConfigError(self.errors)
         return cfg
+
+    def derived_route_checks(self, top: dict) -> None:
+        """A route the file writes in an l3 / l2_l3 VRF must not have a prefix that a
+        port's bind.ip or allowed_address_pairs derives there."""
+        ports, vrfs = top["ports"], top["vrfs"]
+        if not isinstance(ports, list) or not isinstance(vrfs, list):
+            return
+        derived: dict[str, dict] = {}             # VRF name → {prefix: where}
+        for i, port in enumerate(ports):
+            if port is BAD or port.bind is None or not isinstance(port.vrf, str):
+                continue
+            here = derived.setdefault(port.vrf, {})
+            for j, net in enumerate(port.bind.ip):
+                here.setdefault(net, f"ports[{i}].bind.ip[{j}]")
+            for j, pair in enumerate(port.bind.allowed_address_pairs):
+                here.setdefault(pair.ip, f"ports[{i}].bind.allowed_address_pairs[{j}]")
+        for vrf in vrfs:
+            if vrf is BAD or vrf.forwarding not in vnet.ROUTED or vrf.routes is BAD \
+                    or not derived.get(vrf.name):
+                continue
+            ours, routes = derived[vrf.name], vrf.routes
+            if isinstance(routes, RouteTable):     # a million routes: one pass in numpy
+                low = np.array([int(n.network_address) & 0xFFFFFFFFFFFFFFFF for n in ours],
+                               np.uint64)
+                plens = np.array([n.prefixlen for n in ours], np.uint8)
+                near = np.flatnonzero(np.isin(routes.lo, low) & np.isin(routes.plen, plens)
+                                      & (routes.family != 0))
+                clashes = [k for k in near.tolist() if routes.prefix(k) in ours]
+            else:
+                clashes = [k for k, r in enumerate(routes) if r.prefix in ours]
+            for k in clashes:
+                net = routes.prefix(k) if isinstance(routes, RouteTable) else routes[k].prefix
+                where = ours[net]
+                self.root.at("vrfs").at(vrf.name).at("routes").at(k).at("prefix").error(
+                    f"a prefix no port's bind routes ({where} has it)", str(net))
+
+    def add_derived(self, cfg: Config) -> None:
+        """Append what bind and allowed_address_pairs imply (config/vnet.py derive):
+        implicit next hops, groups and routes; report what then exceeds a limit."""
+        derived = vnet.derive(cfg)
+        cfg.nexthops += derived.nexthops
+        cfg.groups += derived.groups
+        names = ([nh.name for nh in cfg.nexthops], [g.name for g in cfg.groups])
+        for vrf in cfg.vrfs:
+            vrf.routes = _with_routes(vrf.routes, derived.routes.get(vrf.index, []), names)
+            more = len(derived.routes.get(vrf.index, ()))
+            if more and len(vrf.routes) > MAX_ROUTES_PER_VRF:
+                self.root.at("vrfs").at(vrf.name).at("routes").report(
+                    f"must be at most {MAX_ROUTES_PER_VRF} routes with the {more} that its "
+                    f"ports' bind derives, got {len(vrf.routes)} ({len(vrf.routes) - more} "
+                    "in the file)")
+        for key, what, items, most, more in (
+                ("nexthops", "next hops", cfg.nexthops, MAX_NEXTHOPS, len(derived.nexthops)),
+                ("groups", "groups", cfg.groups, MAX_GROUPS, len(derived.groups))):
+            if more and len(items) > most:
+                self.root.at(key).report(
+                    f"must be at most {most} {what} with the {more} that the ports' bind "
+                    f"derives, got {len(items)} ({len(items) - more} in the file)")
 
     def memory_checks(self, cfg: Config) -> None:
         """The LPM tables' limits, and (with --no-huge, where eal.memory_mb is all EAL
@@ -216,7 +362,38 @@ class _Validator:
                     and ac_port != port.name:
                 ctx.at(index).at("xconnect").error(
                     f"a pseudowire whose ac_port is {port.name}", port.xconnect)
+        self.bind_checks(ctx, ports)
         return ports
+
+    @staticmethod
+    def bind_checks(ctx, ports: list) -> None:
+        """Across the ports of a VRF: a bind.ip prefix is no other bind.ip nor AAP ip
+        (each would be a route of its own), and an AAP ip has one mode."""
+        seen: dict[tuple, tuple[str, str]] = {}     # (VRF, prefix) → (kind, where)
+        for i, port in enumerate(ports):
+            if port is BAD or port.bind is None or not isinstance(port.vrf, str):
+                continue
+            here = ctx.at(i).at("bind")
+            for j, net in enumerate(port.bind.ip):
+                first = seen.get((port.vrf, net))
+                if first is not None and first[1] != f"ports[{i}]":
+                    here.at("ip").at(j).error(
+                        f"a prefix no other port of VRF {port.vrf} binds or lists "
+                        f"({first[1]} has it)", str(net))
+                seen.setdefault((port.vrf, net), ("bind", f"ports[{i}]"))
+            for j, pair in enumerate(port.bind.allowed_address_pairs):
+                first = seen.get((port.vrf, pair.ip))
+                where = here.at("allowed_address_pairs").at(j)
+                if first is None:
+                    seen[(port.vrf, pair.ip)] = (pair.mode, where.path)
+                elif first[0] == "bind":
+                    where.at("ip").error(
+                        f"an IP that no port of VRF {port.vrf} binds ({first[1]} has it in "
+                        "bind.ip)", str(pair.ip))
+                elif first[0] != pair.mode and not first[1].startswith(f"ports[{i}]."):
+                    where.at("mode").error(
+                        f"{first[0]} like {first[1]} (one IP has one mode in a VRF)",
+                        pair.mode)
 
     def port(self, ctx, value):
         port = fields(ctx, value, {
@@ -228,7 +405,9 @@ class _Validator:
             "fat_flows": (fat_flows, list),
             "fat_flow_exclude": (list_of(prefix, 0, MAX_FAT_EXCLUDE, "prefixes"), list),
             "mirror": (self.mirror, None),
-            "xconnect": (self.ref("a pseudowire", "pseudowires"), None)},
+            "xconnect": (self.ref("a pseudowire", "pseudowires"), None),
+            "bind": (self.bind, None),
+            "proxy_arp": (boolean, False)},
             none_is_empty=False)
         if port is BAD:
             return BAD
@@ -236,6 +415,12 @@ class _Validator:
         if port["xconnect"] is not None:
             if "vrf" in value:
                 ctx.at("vrf").error("absent on a port with xconnect", value["vrf"])
+            if "bind" in value:
+                ctx.at("bind").error("absent on a port with xconnect (it is in no VRF)",
+                                     value["bind"])
+            if port["proxy_arp"] is True:
+                ctx.at("proxy_arp").error("false on a port with xconnect (it is in no VRF)",
+                                          True)
             port["vrf"] = None
         elif "vrf" not in value and vrfs is not None and "default" not in vrfs:
             ctx.at("vrf").report("is required when vrfs defines no 'default' VRF")
@@ -246,7 +431,38 @@ class _Validator:
         return Port(port["name"], 0, port["devargs"], port["mac"], port["vrf"], vrf_index,
                     port["mode"], port["xconnect"], fat_flows=port["fat_flows"],
                     fat_flow_exclude=port["fat_flow_exclude"],
-                    mirror=mirror if mirror is not BAD else None)
+                    mirror=mirror if mirror is not BAD else None,
+                    bind=port["bind"] if port["bind"] is not BAD else None,
+                    proxy_arp=port["proxy_arp"])
+
+    def bind(self, ctx, value):
+        """`ports[].bind` (docs/virtual-networks.md §1, §4); an AAP without mac gets
+        bind.mac."""
+        bind = fields(ctx, value, {
+            "mac": (unicast_mac, REQUIRED),
+            "ip": (list_of(host_prefix, 0, vnet.MAX_BIND_IPS, "prefixes"), list),
+            "allowed_address_pairs": (list_of(self.allowed_pair, 0, vnet.MAX_AAPS,
+                                              "pairs"), list)})
+        if bind is BAD:
+            return BAD
+        ips, pairs = bind["ip"], bind["allowed_address_pairs"]
+        if ips is not BAD:
+            unique(ctx.at("ip"), ips, "unique in bind.ip")
+        if pairs is not BAD:
+            unique(ctx.at("allowed_address_pairs"), pairs,
+                   "unique in the port's allowed_address_pairs", "ip")
+        if bind["mac"] is BAD or ips is BAD or pairs is BAD or BAD in ips or \
+                any(p is BAD or BAD in p.values() for p in pairs):
+            return BAD
+        return Bind(bind["mac"], ips, [
+            AllowedPair(p["ip"], p["mac"] if p["mac"] is not None else bind["mac"],
+                        p["mode"]) for p in pairs])
+
+    def allowed_pair(self, ctx, value):
+        return fields(ctx, value, {
+            "ip": (host_prefix, REQUIRED),
+            "mac": (unicast_mac, None),
+            "mode": (one_of(*vnet.MODES), "active-standby")}, none_is_empty=False)
 
     def mirror(self, ctx, value):
         """`ports[].mirror` (SPEC §9, docs/mirroring.md): exactly one of `to` (raw copies
@@ -298,6 +514,9 @@ class _Validator:
             elif nh.get("tunnel") is not None:
                 an["via"] = ctx.at("via").error(
                     "a next hop without a tunnel (copies leave as plain IP)", via)
+            elif "mac" not in nh:
+                an["via"] = ctx.at("via").error(
+                    "a next hop with a mac (copies are not held for ARP / ND)", via)
         if source is None:
             node = self.data.get("node")
             tunnel = node.get("tunnel_address") if isinstance(node, dict) else None
@@ -325,8 +544,78 @@ class _Validator:
             port_index
 
     def vrf(self, ctx, vrf_name, index, value):
-        vrf = fields(ctx, value, {"routes": (self.routes, list)})
-        return BAD if vrf is BAD else Vrf(vrf_name, index, vrf["routes"])
+        vrf = fields(ctx, value, {
+            "routes": (self.routes, list),
+            "forwarding": (one_of(*FORWARDINGS), "l3"),
+            "flood_unknown_unicast": (boolean, False),
+            "mac_learning": (boolean, False),
+            "mac_aging": (seconds, Vrf.mac_aging),
+            "macs": (self.static_macs(vrf_name), list),
+            "gateway": (self.gateway, None)})
+        if vrf is BAD:
+            return BAD
+        forwarding, routes = vrf["forwarding"], vrf["routes"]
+        if forwarding == "l2" and routes is not BAD and len(routes):
+            ctx.at("routes").report(
+                f"must be empty in an l2 VRF (it bridges, it does not route), got "
+                f"{len(routes)} routes")
+        for key in ("flood_unknown_unicast", "mac_learning"):
+            if forwarding == "l3" and vrf[key] is True:
+                ctx.at(key).error("false in an l3 VRF (bridging takes forwarding l2 or "
+                                  "l2_l3)", True)
+        return Vrf(vrf_name, index, routes, forwarding, vrf["flood_unknown_unicast"],
+                   vrf["mac_learning"], vrf["mac_aging"],
+                   vrf["macs"] if vrf["macs"] is not BAD else [],
+                   vrf["gateway"] if vrf["gateway"] is not BAD else None)
+
+    def static_macs(self, vrf_name: str):
+        """A checker of `vrfs.<vrf_name>.macs`: unicast MACs, once each, on ports of
+        that VRF."""
+        def entry(ctx, value):
+            item = fields(ctx, value, {"mac": (unicast_mac, REQUIRED),
+                                       "port": (self.ref("a port", "ports"), REQUIRED)},
+                          none_is_empty=False)
+            if item is BAD:
+                return BAD
+            port = item["port"]
+            port_vrf = self.port_vrf.get(port) if isinstance(port, str) else None
+            if isinstance(port, str) and port in self.port_vrf \
+                    and port_vrf != vrf_name and (port_vrf is None
+                                                  or isinstance(port_vrf, str)):
+                ours = [p for p, v in self.port_vrf.items() if v == vrf_name]
+                item["port"] = ctx.at("port").error(
+                    f"a port of VRF {vrf_name} ({_hint(ours) if ours else 'it has none'})",
+                    port)
+            if BAD in item.values():
+                return BAD
+            ports = self.names["ports"] or {}
+            return StaticMac(item["mac"], item["port"], ports.get(item["port"], 0))
+
+        def check(ctx, value):
+            macs = list_of(entry, 0, vnet.MAX_STATIC_MACS, "MACs")(ctx, value)
+            if macs is BAD:
+                return BAD
+            seen = set()
+            for i, m in enumerate(macs):
+                if m is not BAD and m.mac in seen:
+                    ctx.at(i).at("mac").error("unique in the VRF's macs", vnet.mac_text(m.mac))
+                elif m is not BAD:
+                    seen.add(m.mac)
+            return BAD if BAD in macs else macs
+        return check
+
+    def gateway(self, ctx, value):
+        gateway = fields(ctx, value, {
+            "ip": (list_of(interface, 0, MAX_GATEWAY_IPS, "addresses"), list),
+            "mac": (unicast_mac, None)})
+        if gateway is BAD:
+            return BAD
+        ips = gateway["ip"]
+        if ips is not BAD:
+            unique(ctx.at("ip"), ips, "an address not given twice", key=lambda i: i.ip)
+        if ips is BAD or BAD in ips or gateway["mac"] is BAD:
+            return BAD
+        return Gateway(ips, gateway["mac"])
 
     def routes(self, ctx, value):
         """A VRF's routes as a model.RouteTable: each YAML item through route(), each
@@ -405,7 +694,8 @@ class _Validator:
     def nexthop(self, ctx, nh_name, index, value):
         nh = fields(ctx, value, {
             "port": (self.ref("a port", "ports"), REQUIRED),
-            "mac": (unicast_mac, REQUIRED),
+            "mac": (unicast_mac, None),
+            "ip": (unicast_ip, None),
             "labels": (labels, list),
             "entropy": (boolean, False),
             "erld": (integer(1, 16), 8),
@@ -413,6 +703,9 @@ class _Validator:
         if nh is BAD:
             return BAD
         value = value or {}                     # `nh1:` with nothing under it
+        if "mac" not in value and "ip" not in value:
+            ctx.at("mac").report("is required unless ip is given (then ARP / ND "
+                                 "resolves the MAC)")
         port = nh["port"]
         if isinstance(port, str) and self.port_xconnect.get(port) is not None:
             ctx.at("port").error("a port without xconnect", port)
@@ -429,7 +722,7 @@ class _Validator:
         ports = self.names["ports"]
         port_index = ports.get(port, 0) if ports and isinstance(port, str) else 0
         return NextHop(nh_name, index, port, port_index, nh["mac"], nh["labels"],
-                       nh["entropy"], nh["erld"], nh["tunnel"])
+                       nh["entropy"], nh["erld"], nh["tunnel"], ip=nh["ip"])
 
     def group(self, ctx, group_name, index, value):
         group = fields(ctx, value, {

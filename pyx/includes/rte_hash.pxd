@@ -16,6 +16,8 @@ cdef extern from "rte_hash.h" nogil:
         int socket_id
         uint8_t extra_flag
     const uint8_t RTE_HASH_EXTRA_FLAGS_EXT_TABLE
+    const uint8_t RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF
+    const uint8_t RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD
     const int RTE_HASH_LOOKUP_BULK_MAX
     rte_hash *rte_hash_create(const rte_hash_parameters *params)
     void rte_hash_free(rte_hash *h)
@@ -33,5 +35,10 @@ cdef extern from "rte_hash.h" nogil:
     int32_t rte_hash_add_key_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
     int32_t rte_hash_lookup_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
     int32_t rte_hash_del_key_with_hash(const rte_hash *h, const void *key, hash_sig_t sig)
+    int rte_hash_add_key_data(const rte_hash *h, const void *key, void *data)
+    int rte_hash_lookup_data(const rte_hash *h, const void *key, void **data)
+    int32_t rte_hash_iterate(const rte_hash *h, const void **key, void **data,
+                             uint32_t *next)
+    int rte_hash_free_key_with_position(const rte_hash *h, const int32_t position)
     int rte_hash_get_key_with_position(const rte_hash *h, const int32_t position,
                                        void **key)

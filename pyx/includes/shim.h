@@ -24,6 +24,10 @@ static inline void dp_flag_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_
  * workers load it once per loop iteration. */
 static inline void *dp_ptr_get(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void dp_ptr_set(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* A resolved next hop's MAC word (pyx/neigh.pxd): whichever worker learns it stores it,
+ * every worker loads it per packet. */
+static inline uint64_t dp_load64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void dp_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 /* Cut a packet to its first `end` bytes (0 or >= pkt_len: nothing), whatever segment
  * byte `end` falls in: the segment holding it is shortened and the ones after it freed
  * (rte_pktmbuf_trim only trims within the last segment). */
