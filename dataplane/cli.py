@@ -384,8 +384,11 @@ def nh_of_config(cfg) -> dict:
     """The `nh` report of a configuration (what a forwarder started with it would
     show before any traffic): the same shape as the control socket's `nh`."""
     from . import ecmp
-    nhs = [{"id": nh.index, "name": nh.name, "port": nh.port, "mac": nh.mac.hex(":"),
-            "labels": list(nh.labels)} for nh in cfg.nexthops]
+    nhs = [{"id": nh.index, "name": nh.name, "port": nh.port,
+            "mac": nh.mac.hex(":") if nh.mac is not None else "-",
+            "labels": list(nh.labels),
+            "state": "static" if nh.mac is not None else "incomplete",
+            **({"ip": str(nh.ip)} if nh.mac is None else {})} for nh in cfg.nexthops]
     groups = {}
     for g in cfg.groups:
         weights = [m.weight for m in g.members]
@@ -404,11 +407,14 @@ def nh_of_config(cfg) -> dict:
 
 def print_nh(report: dict) -> None:
     t = Table(title="next hops", title_justify="left")
-    for col in ("id", "name", "port", "dst mac", "labels"):
+    for col in ("id", "name", "port", "dst mac", "labels", "resolution"):
         t.add_column(col)
     for nh in report["nexthops"]:
+        # a next hop without mac: its ARP / ND state (docs/virtual-networks.md §6)
+        state = nh.get("state", "static")
         t.add_row(str(nh["id"]), nh["name"], nh["port"], nh["mac"],
-                  " ".join(map(str, nh["labels"])) or "-")
+                  " ".join(map(str, nh["labels"])) or "-",
+                  state if state == "static" else f"{state} ({nh.get('ip', '')})")
     out.print(t)
     for name, g in report["groups"].items():
         live = any(m["packets"] is not None for m in g["members"])
@@ -595,8 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, what in (("vif", "ports and their counters"), ("dropstats", "drops by reason"),
                        ("mpls", "the LFIB")):
         socket_args(sub.add_parser(name, help=f"{what} (running forwarder)"))
-    rt = sub.add_parser("rt", help="routes of a VRF (running forwarder)")
+    rt = sub.add_parser("rt", help="routes or bridge table of a VRF (running forwarder)")
     rt.add_argument("vrf", nargs="?")
+    rt.add_argument("--family", choices=("inet", "bridge"), default="inet",
+                    help="inet: routes (default); bridge: the MAC table of an l2 / l2_l3 VRF")
     socket_args(rt)
     g = sub.add_parser("group", help="change a group's members live: add|remove|weight",
                        usage="dataplane group GROUP add NEXTHOP [--weight W] | remove NEXTHOP "

@@ -74,12 +74,16 @@ def cmd_dropstats(a) -> int:
 
 
 def cmd_rt(a) -> int:
-    r = ask(a, {"cmd": "rt", "vrf": a.vrf})
+    r = ask(a, {"cmd": "rt", "vrf": a.vrf, "family": a.family})
     if a.json:
         out.print_json(data=r)
         return 0
-    for vrf, routes in r.items():
-        print_rows(f"vrf {vrf}", routes, ["prefix", "via", "group"])
+    for vrf, rows in r.items():
+        if a.family == "bridge":    # vRouter's `rt --dump N --family bridge` columns
+            print_rows(f"bridge table of vrf {vrf} (flags: S static, L learned)", rows,
+                       ["mac", "flags", "port", "stats"])
+        else:
+            print_rows(f"vrf {vrf}", rows, ["prefix", "via", "group"])
     return 0
 
 

@@ -99,5 +99,6 @@ def explain(cfg: Config, src: str, dst: str, proto: int = 6, sport: int = 0, dpo
         out.member = int(table[out.bucket])
         nh_index = g.members[out.member].nexthop_index
     nh = cfg.nexthops[nh_index]
-    out.nexthop, out.port, out.mac = nh.name, nh.port, nh.mac.hex(":")
+    out.nexthop, out.port = nh.name, nh.port
+    out.mac = nh.mac.hex(":") if nh.mac is not None else f"resolved by ARP/ND for {nh.ip}"
     return out

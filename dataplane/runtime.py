@@ -174,6 +174,25 @@ class Forwarder:
         self.core.stop()
         self.stopped = time.monotonic()
 
+    def housekeeping(self) -> None:
+        """Once a second while running (docs/virtual-networks.md): age learned MACs, and
+        move active-standby AAP groups to the first port that is up."""
+        from .config import vnet
+        cfg = self.cfg
+        if any(v.mac_learning for v in cfg.vrfs):
+            self.core.bridge_age()
+        groups = getattr(self, "_aap", None)
+        if groups is None:
+            groups = self._aap = vnet.aap_groups(cfg)
+            self._up = {p.index for p in cfg.ports}
+        if not groups:
+            return
+        up = {p.index for p in cfg.ports if self.core.port_up(p.index)}
+        if up != self._up:
+            self._up = up
+            for gi, _, _ in groups:
+                self.control.update_group(gi, vnet.aap_members(cfg, gi, up))
+
     def close(self) -> None:
         self.core.close_ports()
         self._core_mod.loop_ports_free()
@@ -871,11 +890,14 @@ def run(cfg: Config, extra_eal: list[str] = (), duration: Optional[float] = None
             on_ready(server.path)
         samples = []               # (seconds since start, packets received, flows created)
         try:
-            next_report = time.monotonic() + interval
+            next_report = next_chore = time.monotonic() + interval
             while not sig["stop"]:
                 now = time.monotonic()
                 if duration is not None and now - fw.started >= duration:
                     break
+                if now >= next_chore:
+                    fw.housekeeping()
+                    next_chore = now + 1.0
                 if now >= next_report:
                     samples.append((now - fw.started, fw.core.rx_total(),
                                     fw.core.flow_counters()["flow_created"]))

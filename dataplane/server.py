@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from . import flows as fl
+from .config.compile import NEIGH_NONE
 from .limits import NH_GROUP
 from .live import ChangeError, Live
 
@@ -242,9 +243,16 @@ class ControlServer:
     def cmd_nh(self, req):
         live, control = self.live, self.fw.control
         names = {i: n for n, i in live.nh_index.items()}
-        nhs = [{"id": i, "name": names[i], "port": self.fw.cfg.ports[t.port].name,
-                "mac": t.eth[:6].hex(":"), "labels": [w >> 12 for w in t.push]}
-               for i, t in enumerate(control.tables.nexthops)]
+        neigh = self.fw.core.neighbors()
+        nhs = []
+        for i, t in enumerate(control.tables.nexthops):
+            row = {"id": i, "name": names[i], "port": self.fw.cfg.ports[t.port].name,
+                   "mac": t.eth[:6].hex(":"), "labels": [w >> 12 for w in t.push],
+                   "state": "static"}
+            if t.neigh != NEIGH_NONE:          # resolved by ARP / ND (docs/virtual-networks.md §6)
+                _, ip, mac, state = neigh[t.neigh]
+                row.update(mac=mac.hex(":") if mac else "-", state=state, ip=ip)
+            nhs.append(row)
         groups = {}
         for g in self.fw.cfg.groups:
             slots = live.slots[g.name]
@@ -264,6 +272,8 @@ class ControlServer:
         return {"nexthops": nhs, "groups": groups}
 
     def cmd_rt(self, req):
+        if req.get("family", "inet") == "bridge":
+            return self.bridge(req.get("vrf"))
         live = self.live
         names = {i: n for n, i in live.nh_index.items()}
         gnames = {g.index: g.name for g in self.fw.cfg.groups}
@@ -277,6 +287,21 @@ class ControlServer:
                 ({"prefix": str(p), "via": gnames[i & ~NH_GROUP] if i & NH_GROUP
                   else names[i], "group": bool(i & NH_GROUP)} for p, i in routes.items()),
                 key=lambda r: (":" in r["prefix"], r["prefix"]))
+        return out
+
+    def bridge(self, vrf):
+        """The bridge tables (docs/virtual-networks.md §3), vRouter's `rt --family bridge`
+        columns: MAC, flags (S static, L learned), port, stats (frames bridged to it)."""
+        cfg = self.fw.cfg
+        vrfs = [v for v in cfg.vrfs if vrf in (None, v.name)]
+        if not vrfs:
+            raise ValueError(f"no vrf {vrf!r}")
+        out = {v.name: [] for v in vrfs}
+        for index, mac, port, kind, hits in self.fw.core.bridge_table():
+            name = cfg.vrfs[index].name
+            if name in out:
+                out[name].append({"mac": mac.hex(":"), "flags": "S" if kind == "static" else "L",
+                                  "port": cfg.ports[port].name, "stats": hits})
         return out
 
     def cmd_mpls(self, req):

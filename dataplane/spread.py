@@ -180,7 +180,8 @@ def add_flow_counts(cfg: Config, groups: dict, out_dir: str) -> None:
     for g in cfg.groups:
         for i, m in enumerate(g.members):
             nh = cfg.nexthops[m.nexthop_index]
-            by_hop[(nh.port_index, nh.mac)].append((g.index, i))
+            if nh.mac is not None:     # a MAC resolved at run time is not known here
+                by_hop[(nh.port_index, nh.mac)].append((g.index, i))
     lpms = None
     routed: dict[bytes, set] = {}             # (family + destination) → groups it routes to
     flows = defaultdict(set)

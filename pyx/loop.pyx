@@ -237,6 +237,16 @@ cdef class Core(Tables):
                 "obytes": st.obytes, "imissed": st.imissed, "ierrors": st.ierrors,
                 "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf}
 
+    def port_up(self, int index):
+        """The port's link is up (a port without a device counts as up)."""
+        cdef rte_eth_link link
+        if not self.w[0].ports[index].bound:
+            return True
+        memset(&link, 0, sizeof(link))
+        if rte_eth_link_get_nowait(self.w[0].ports[index].port_id, &link) != 0:
+            return True            # a PMD that cannot tell: not taken for down
+        return bool(link.link_status)
+
     def close_ports(self):
         """Stop and close every bound port (the workers must be stopped)."""
         cdef port_t *pt

@@ -69,6 +69,10 @@ cdef extern from "rte_ethdev.h" nogil:
     int rte_eth_dev_stop(uint16_t port_id)
     int rte_eth_dev_close(uint16_t port_id)
     int rte_eth_promiscuous_enable(uint16_t port_id)
+    struct rte_eth_link:
+        uint32_t link_speed
+        uint16_t link_status       # a bit-field in C; read by name
+    int rte_eth_link_get_nowait(uint16_t port_id, rte_eth_link *link)
     int rte_eth_stats_get(uint16_t port_id, rte_eth_stats *stats)
     int rte_eth_stats_reset(uint16_t port_id)
 
