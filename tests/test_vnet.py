@@ -19,7 +19,8 @@ from scapy.packet import Raw
 from backends import BACKENDS  # noqa: F401
 from dataplane.config import load_text, vnet
 from dataplane.drops import DROP_REASONS
-from dpdk_util import dataplane, no_traceback, read_pcap, write_pcap
+from dpdk_util import dataplane, no_traceback, read_pcap, wait_for, write_pcap
+from test_control import Running, sockdir  # noqa: F401  (the fixture)
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -290,16 +291,21 @@ def replay(tmp_path, cfg_text: str, inputs: dict) -> tuple[dict, dict]:
     return s, {n: read_pcap(out / f"{n}.pcap") for n in names}
 
 
-def test_replay_l3_vn_with_aap_on_net_pcap(tmp_path):
+@pytest.mark.parametrize("lcores", ["0-1", "0@0,1@1,2@0"])
+def test_replay_l3_vn_with_aap_on_net_pcap(tmp_path, lcores):
     """The VRRP case end to end: proxy ARP for the VIP, pings to the master, its adverts
-    accepted, a spoofed frame dropped, a broadcast ARP for an unknown address consumed."""
-    text = L3.replace("AAP1", AAP.replace("MODE", "active-standby")).replace(
+    accepted, a spoofed frame dropped, a broadcast ARP for an unknown address consumed;
+    with one worker and with two (RSS spreads the pings by address)."""
+    text = L3.replace("eal: {memory_mb: 256}", f'eal: {{memory_mb: 256, lcores: "{lcores}"}}')
+    text = text.replace("AAP1", AAP.replace("MODE", "active-standby")).replace(
         "AAP2", AAP.replace("MODE", "active-standby"))
     who = bytes(Ether(src=CIRROS, dst=BCAST) / ARP(hwsrc=CIRROS, psrc="192.168.20.3",
                                                    pdst="192.168.20.254"))
     unknown = bytes(Ether(src=CIRROS, dst=BCAST) / ARP(hwsrc=CIRROS, psrc="192.168.20.3",
                                                        pdst="192.168.20.77"))
-    pings = [ping("192.168.20.254", i) for i in range(50)]
+    pings = [bytes(Ether(src=CIRROS, dst=GW_MAC) / IP(src="192.168.20.3",
+                  dst="192.168.20.5" if i % 2 else "192.168.20.254") / ICMP(seq=i))
+             for i in range(50)]
     spoof = bytes(Ether(src="04:03:02:01:02:03", dst=GW_MAC) / IP(src="192.168.20.3",
                                                                   dst="192.168.20.4"))
     advert = bytes(Ether(src=VIP_MAC, dst="01:00:5e:00:00:12") /
@@ -308,10 +314,11 @@ def test_replay_l3_vn_with_aap_on_net_pcap(tmp_path):
                                      "vsrx1": [advert]})
     [reply] = got["cirros"]
     arp_reply_ok(reply, CIRROS, "192.168.20.3", "192.168.20.254", VIP_MAC)
-    assert len(got["vsrx1"]) == 50 and got["vsrx2"] == []
-    assert [Ether(f)[ICMP].seq for f in got["vsrx1"]] == list(range(50))
+    assert [Ether(f)[ICMP].seq for f in got["vsrx1"]] == list(range(0, 50, 2))
+    assert [Ether(f)[ICMP].seq for f in got["vsrx2"]] == list(range(1, 50, 2))
     assert all(Ether(f).dst == VIP_MAC and Ether(f).src == "02:00:00:00:00:02"
                for f in got["vsrx1"])
+    assert all(Ether(f).dst == "02:17:f1:90:86:01" for f in got["vsrx2"])
     c = s["ports"]["cirros"]
     assert c["drops"]["spoofed"] == 1 and c["consumed"] == 1 and c["arp_replied"] == 1
     # the advert is multicast IP in an l3 VN: not forwarded (unsupported), not spoofed
@@ -328,3 +335,48 @@ def test_replay_l2_vn_floods_on_net_pcap(tmp_path):
     assert got["vm1"] == []
     assert got["vm2"] == bc + uni and got["vm3"] == bc
     assert s["flooded"] == 10 and s["ports"]["vm1"]["rx"] == 30
+
+
+# ------------------------------------------------------------------ a running forwarder
+
+def test_running_forwarder_shows_bridge_table_and_resolution(tmp_path, sockdir):
+    """`dataplane rt VRF --family bridge` (vRouter's columns) and `dataplane nh` with the
+    resolution state, from `dataplane run` on net_pcap (infinite_rx) and net_null ports;
+    the learned MAC, the static ones, the ARP request sent for the next hop without mac."""
+    host = "02:77:00:00:00:09"
+    pcap = write_pcap(tmp_path / "vn.pcap", [
+        bytes(Ether(src=host, dst=BCAST) / ARP(hwsrc=host, psrc="10.9.0.9", pdst="10.9.0.8"))])
+    doc = {"node": {"name": "vnrun"}, "eal": {"lcores": "0-1", "memory_mb": 512},
+           "ports": [{"name": "vm1", "devargs": f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+                      "mac": "02:00:00:00:00:01", "vrf": "blue"},
+                     {"name": "vm2", "devargs": "net_null1,no-rx=1",
+                      "mac": "02:00:00:00:00:02", "vrf": "blue"},
+                     {"name": "up", "devargs": "net_null2,no-rx=1",
+                      "mac": "02:00:00:00:00:03", "vrf": "blue"}],
+           "vrfs": {"blue": {"forwarding": "l2_l3", "mac_learning": True,
+                             "macs": [{"mac": "02:00:00:00:10:02", "port": "vm2"}],
+                             "gateway": {"ip": ["10.9.0.1/24"]},
+                             "routes": [{"prefix": "0.0.0.0/0", "via": "gw"}]}},
+           "nexthops": {"gw": {"port": "up", "ip": "10.9.0.254"}}}
+    run = Running(tmp_path, sockdir, doc)
+    try:
+        wait_for(lambda: any(r["mac"] == host for r in run.ask(
+            {"cmd": "rt", "vrf": "blue", "family": "bridge"})["blue"]), 30, "a learned MAC")
+        rows = {r["mac"]: r for r in run.ask({"cmd": "rt", "vrf": "blue",
+                                              "family": "bridge"})["blue"]}
+        assert rows[host]["flags"] == "L" and rows[host]["port"] == "vm1"
+        assert rows["02:00:00:00:10:02"]["flags"] == "S" and rows["02:00:00:00:10:02"]["port"] == "vm2"
+        r = run.cli("rt", "blue", "--family", "bridge")
+        assert r.returncode == 0 and host in r.stdout and "learned" in r.stdout
+        nh = {n["name"]: n for n in run.ask({"cmd": "nh"})["nexthops"]}
+        assert nh["gw"]["state"] == "incomplete" and nh["gw"]["ip"] == "10.9.0.254"
+        r = run.cli("nh")
+        assert r.returncode == 0 and "incomplete (10.9.0.254)" in r.stdout
+    finally:
+        final = run.stop()
+    # the ARP request for the next hop went out of `up` (at least one per second)
+    assert final["ports"]["up"]["arp_sent"] >= 1
+    assert final["ports"]["up"]["dpdk"]["opackets"] == final["ports"]["up"]["arp_sent"] + \
+        final["ports"]["up"]["tx"] + final["ports"]["up"]["flooded"]
+    assert final["ports"]["vm2"]["flooded"] + final["ports"]["up"]["flooded"] > 0
+    assert final["rx"] == final["tx"] + sum(final["drops"].values()) + final["consumed"]
