@@ -380,3 +380,18 @@ def test_running_forwarder_shows_bridge_table_and_resolution(tmp_path, sockdir):
         final["ports"]["up"]["tx"] + final["ports"]["up"]["flooded"]
     assert final["ports"]["vm2"]["flooded"] + final["ports"]["up"]["flooded"] > 0
     assert final["rx"] == final["tx"] + sum(final["drops"].values()) + final["consumed"]
+
+
+def test_readme_worked_example_is_a_valid_configuration():
+    """The README's virtual-network example loads, and derives what the text says."""
+    from dpdk_util import ROOT
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```yaml", text.index("## Virtual networks")) + len("```yaml")
+    cfg = load_text(text[start:text.index("```", start)])
+    routes = {str(r.prefix): r.via for r in cfg.vrf("blue").routes}
+    assert routes["192.168.20.254/32"] == "aap~192.168.20.254/32"
+    assert routes["192.168.20.3/32"] == "cirros~bind"
+    [(gi, mode, ports)] = vnet.aap_groups(cfg)
+    assert mode == "active-standby" and [cfg.ports[p].name for p in ports] == ["vsrx1", "vsrx2"]
+    assert [m[2] for m in vnet.aap_members(cfg, gi, {0, 1, 2, 3})] == [True, False]
+    assert vnet.neighbours(cfg) == [(3, __import__("ipaddress").ip_address("198.51.100.2"))]
