@@ -71,7 +71,7 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
     """Parse a received frame and decide its kind (pkt_t.act): IP to route (also after
     an MPLS pop or an overlay decap), a swap, a pseudowire decap or encap. 0 or the
     drop reason."""
-    cdef int r
+    cdef int r, nd
     if not pt.l3:
         if pt.pw == NO_PW:
             return D_UNSUPPORTED
@@ -81,19 +81,24 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
         p.aux = pt.pw
         return 0
     p.vrf = pt.vrf
-    if pt.vn:
-        r = classify_vn(c, pt, p)
+    if pt.vn:                              # out of line: the plain L3 path stays lean
+        r = c.on_vn(<void *>c, pt, p)
         if r >= 0:
             return r
         p.l2_len = 0
-    elif not (p.len >= 14 and p.data[12] == 0x08 and p.data[13] == 0):
-        # not plain IPv4 (whose fast path stays as it was): ARP, NS / NA
-        r = arp_nd_l3(p)
-        if r >= 0:
-            return r
     r = parse(p)
     if r == R_MPLS:
         return c.on_region(&c.mpls, p, p.l2_len, p.len + p.more, pt.vrf)
+    if r != 0 or p.proto == 58:
+        # ARP (parse: unsupported) or an NS / NA (maybe multicast or link-local:
+        # unsupported, martian): the forwarder's own (docs/virtual-networks.md §5)
+        nd = arp_nd_l3(p)
+        if nd >= 0:
+            return nd
     if c.mpls.tun_family and (r == 0 or r == D_TTL_EXPIRED) and for_tunnel(&c.mpls, p):
         return c.on_decap(&c.mpls, p, pt.vrf)
     return r
+
+
+cdef inline int vn_cb(void *c, const port_t *pt, pkt_t *p) noexcept nogil:
+    return classify_vn(<ctx_t *>c, pt, p)

@@ -118,6 +118,8 @@ ctypedef struct ctx_t:
                     rte_mbuf **out, uint16_t *out_port, uint16_t *k) noexcept nogil
     bint (*on_push)(void *c, port_t *pt, rte_mbuf *m, const pkt_t *p, const nexthop_t *nh,
                     uint32_t h) noexcept nogil
+    # the virtual-network classify path (pyx/classify.pxd classify_vn) likewise
+    int (*on_vn)(void *c, const port_t *pt, pkt_t *p) noexcept nogil
 
 
 cdef inline void tables_refresh(ctx_t *c) noexcept nogil:
