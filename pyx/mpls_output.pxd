@@ -66,7 +66,7 @@ cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
             for i in range(n):
                 memcpy(d + 14 + nh.olen + 4 * i, &st[i], 4)
         if finish_labelled(c, pt, m, d, nh, tc, h):
-            nh_tx(c, pt, m, nh, out, out_port, k)
+            nh_tx(c, m, nh, out, out_port, k)
     elif p.act == ACT_XC:
         pw = &c.mpls.pws[p.aux]
         cut_end(m, p.end)
@@ -97,4 +97,4 @@ cdef inline void emit_mpls(ctx_t *c, port_t *pt, rte_mbuf *m, const pkt_t *p,
             if pw.cw:
                 memcpy(d + o, &st[2], 4)
         if finish_labelled(c, pt, m, d, nh, 0, h):
-            nh_tx(c, pt, m, nh, out, out_port, k)
+            nh_tx(c, m, nh, out, out_port, k)

@@ -45,9 +45,11 @@ cdef inline void neigh_learn(ctx_t *c, uint16_t in_port, uint8_t family, const u
             dp_store64(&e.mac, w)
 
 
-cdef inline bint neigh_out(ctx_t *c, port_t *pt, rte_mbuf *m, uint32_t j) noexcept nogil:
+cdef inline bint neigh_out(void *cp, rte_mbuf *m, uint32_t j) noexcept nogil:
     """A packet for neighbour j: its MAC written (1: send it now), or held in this
-    worker's queue (0), or dropped arp_unresolved when that queue is full (0)."""
+    worker's queue (0), or dropped arp_unresolved on its ingress port when that queue is
+    full (0). Called through ctx.on_neigh: out of line, off the static-MAC path."""
+    cdef ctx_t *c = <ctx_t *>cp
     cdef uint64_t w = dp_load64(&c.vn.neigh[j].mac)
     cdef held_t *h = &c.held
     cdef uint32_t slot
@@ -55,7 +57,7 @@ cdef inline bint neigh_out(ctx_t *c, port_t *pt, rte_mbuf *m, uint32_t j) noexce
         memcpy(dp_mtod(m), &w, 6)
         return 1
     if h.n[j] >= c.vn.queue:
-        drop(pt, m, D_ARP_UNRESOLVED)
+        drop(&c.ports[c.in_port], m, D_ARP_UNRESOLVED)
         return 0
     slot = j * c.vn.queue + h.n[j]
     h.m[slot] = m
@@ -65,10 +67,10 @@ cdef inline bint neigh_out(ctx_t *c, port_t *pt, rte_mbuf *m, uint32_t j) noexce
     return 0
 
 
-cdef inline void nh_tx(ctx_t *c, port_t *pt, rte_mbuf *m, const nexthop_t *nh,
+cdef inline void nh_tx(ctx_t *c, rte_mbuf *m, const nexthop_t *nh,
                        rte_mbuf **out, uint16_t *out_port, uint16_t *k) noexcept nogil:
     """A routed packet toward next hop nh, ready but for a resolved destination MAC."""
-    if nh.neigh != NEIGH_NONE and not neigh_out(c, pt, m, nh.neigh):
+    if nh.neigh != NEIGH_NONE and not c.on_neigh(<void *>c, m, nh.neigh):
         return
     tx_enqueue(c, m, nh.port, out, out_port, k)
 

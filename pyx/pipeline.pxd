@@ -146,7 +146,7 @@ cdef inline void emit_routed(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uin
             h = entropy_hash(c, pt, p, key, in_port)
         if not c.on_push(c, pt, m, p, nh, h):
             return
-    nh_tx(c, pt, m, nh, out, out_port, k)
+    nh_tx(c, m, nh, out, out_port, k)
 
 
 # ---------------------------------------------------------------- packet mode
@@ -424,7 +424,7 @@ cdef inline bint hit_emit(ctx_t *c, flow_entry_t *e, rte_mbuf *m, const pkt_t *p
         c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
     cut_end(m, p.end)
     rewrite(m, p, nh)
-    nh_tx(c, &c.ports[c.in_port], m, nh, out, out_port, k)
+    nh_tx(c, m, nh, out, out_port, k)
     return 1
 
 

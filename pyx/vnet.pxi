@@ -4,7 +4,7 @@
 # each worker's held packets. Included by loop.pyx before core.pxi.
 from vnet cimport (vnet_t, vn_vrf_t, neigh_t, held_t, host_t, addr_t, pair_t, NEIGH_VALID,
                    NEIGH_NONE, BT_STATIC, BT_LEARNED, MAX_GW, X_FLOOD, X_HELD, X_REQUEST)
-from neigh cimport neigh_release, neigh_tick, neigh_drop_held
+from neigh cimport neigh_release, neigh_tick, neigh_drop_held, neigh_out
 
 
 cdef int _bridge_seq = 0
