@@ -139,12 +139,15 @@ cdef inline void bridge_learn(ctx_t *c, uint16_t in_port, uint16_t vrf,
             vn.hits[pos] = 0
 
 
-cdef inline bint stage_x(ctx_t *c, rte_mbuf *m, uint16_t port, uint8_t kind) noexcept nogil:
-    """An extra frame for `port`, sent after the burst's own packets (0: no room)."""
+cdef inline bint stage_x(ctx_t *c, rte_mbuf *m, uint16_t port, uint8_t kind,
+                         uint16_t in_port) noexcept nogil:
+    """An extra frame for `port`, sent after the burst's own packets (0: no room);
+    in_port: its ingress, as a tx mirror copy names it."""
     if c.n_x >= XSTAGE:
         return 0
     c.x_out[c.n_x] = m
     c.x_port[c.n_x] = port
+    c.x_in[c.n_x] = in_port
     c.x_kind[c.n_x] = kind
     c.n_x += 1
     return 1
@@ -167,7 +170,7 @@ cdef inline void flood(ctx_t *c, port_t *pt, rte_mbuf *m, uint16_t in_port, rte_
         cp = rte_pktmbuf_copy(m, m.pool, 0, 0xffffffff)
         if cp == NULL:
             c.ports[d].cnt[C_FLOOD_DROPPED] += 1
-        elif not stage_x(c, cp, d, X_FLOOD):
+        elif not stage_x(c, cp, d, X_FLOOD, in_port):
             rte_pktmbuf_free(cp)
             c.ports[d].cnt[C_FLOOD_DROPPED] += 1
         else:

@@ -98,6 +98,7 @@ ctypedef struct ctx_t:
     uint16_t n_x               # extra frames staged: flood copies, released, requests
     uint8_t x_kind[XSTAGE]
     uint16_t x_port[XSTAGE]
+    uint16_t x_in[XSTAGE]      # ... their ingress (a tx mirror copy names it)
     rte_mbuf *x_out[XSTAGE]
     port_t ports[MAX_PORTS]
     vrf_t *vrfs

@@ -68,7 +68,7 @@ from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete
 from ctx cimport ctx_t, port_t, mirror_t, tables_t, shared_t, tables_refresh, clock_now
 from pipeline cimport process_burst, region_cb, decap_cb, emit_mpls_cb, push_cb
 from classify cimport vn_cb
-from tx cimport tx_send, tx_flush, tx_refused, x_send, flood_refused
+from tx cimport tx_send, tx_flush, tx_refused, x_send, x_mirror, flood_refused
 from bridge cimport bridge_key
 from mirror cimport mirror_send, mirror_refused
 import ipaddress
@@ -107,6 +107,8 @@ cdef int worker(void *arg) noexcept nogil:
             c.tick_next = last + tick_tsc
         if c.n_x:
             x_send(c)
+            if c.n_mirror:
+                mirror_send(c)
         for i in range(c.nports):
             if not c.ports[i].rx:
                 continue
@@ -120,8 +122,10 @@ cdef int worker(void *arg) noexcept nogil:
                 tx_send(c, out, out_port, k)
             if c.n_mirror:             # mirror copies, after the burst's own packets
                 mirror_send(c)
-            if c.n_x:                  # flood copies likewise
+            if c.n_x:                  # flood copies likewise (and their mirror copies)
                 x_send(c)
+                if c.n_mirror:
+                    mirror_send(c)
         now = rte_rdtsc()
         if now - last > c.drain_tsc:
             tx_flush(c)
@@ -346,6 +350,9 @@ cdef class Core(Tables):
         """The extra frames staged (flood copies, released packets, requests), freed,
         appended to result as (port, bytes)."""
         cdef uint16_t j
+        if c.mirroring:
+            x_mirror(c)
+            self._take_staged(c, True)
         for j in range(c.n_x):
             result.append((c.x_port[j], mbuf_bytes(c.x_out[j])))
             rte_pktmbuf_free(c.x_out[j])

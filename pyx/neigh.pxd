@@ -53,7 +53,7 @@ cdef inline bint neigh_out(void *cp, rte_mbuf *m, uint32_t j) noexcept nogil:
     cdef uint64_t w = dp_load64(&c.vn.neigh[j].mac)
     cdef held_t *h = &c.held
     cdef uint32_t slot
-    if w & NEIGH_VALID:
+    if w & NEIGH_VALID and h.n[j] == 0:   # never ahead of packets held before it
         memcpy(dp_mtod(m), &w, 6)
         return 1
     if h.n[j] >= c.vn.queue:
@@ -94,7 +94,7 @@ cdef inline void neigh_release(ctx_t *c) noexcept nogil:
         sent = 0
         while sent < h.n[j]:
             memcpy(dp_mtod(h.m[base + sent]), &w, 6)
-            if not stage_x(c, h.m[base + sent], port, X_HELD):
+            if not stage_x(c, h.m[base + sent], port, X_HELD, h.in_port[base + sent]):
                 break
             c.ports[port].cnt[C_TX] += 1
             sent += 1
@@ -223,7 +223,7 @@ cdef inline void send_request(ctx_t *c, neigh_t *e, const uint8_t *known) noexce
     cdef rte_mbuf *m = request(c, e, known)
     if m == NULL:
         return
-    if stage_x(c, m, e.port, X_REQUEST):
+    if stage_x(c, m, e.port, X_REQUEST, e.port):     # a request's ingress: its port
         c.ports[e.port].cnt[C_ARP_SENT] += 1
     else:
         rte_pktmbuf_free(m)
@@ -257,6 +257,18 @@ cdef inline void neigh_tick(ctx_t *c, uint64_t now) noexcept nogil:
 
 # ---------------------------------------------------------------- answering
 
+cdef inline bint routable(uint8_t family, const uint8_t *t) noexcept nogil:
+    """Not an address parse's destination checks refuse (0/8, 127/8, 224/4,
+    255.255.255.255; ::, ::1, fe80::/10, ff00::/8): a default route must not make
+    proxy ARP / ND answer for link-local neighbours or multicast."""
+    if family == 4:
+        return not (t[0] == 0 or t[0] == 127 or (t[0] & 0xf0) == 0xe0 or
+                    (t[0] == 255 and t[1] == 255 and t[2] == 255 and t[3] == 255))
+    if t[0] == 0xff or (t[0] == 0xfe and (t[1] & 0xc0) == 0x80):
+        return 0
+    return not (zero(t, 15) and t[15] <= 1)
+
+
 cdef inline bint routed_elsewhere(const ctx_t *c, uint16_t vrf, uint16_t in_port,
                                   uint8_t family, const uint8_t *t) noexcept nogil:
     """T has a route whose next hop (or any live group member) leaves by another port."""
@@ -264,6 +276,8 @@ cdef inline bint routed_elsewhere(const ctx_t *c, uint16_t vrf, uint16_t in_port
     cdef uint32_t nh
     cdef const group_t *g
     cdef uint32_t i
+    if not routable(family, t):
+        return 0
     if family == 4:
         if v.lpm4 == NULL or rte_lpm_lookup(v.lpm4, rd32(t), &nh) != 0:
             nh = v.default4

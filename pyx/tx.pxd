@@ -47,12 +47,27 @@ cdef inline void flood_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata)
     cnt[C_FLOODED] -= unsent
 
 
+cdef inline void x_mirror(ctx_t *c) noexcept nogil:
+    """tx mirror copies of the staged extra frames (flood copies, released packets,
+    requests), as they are handed to TX, each naming its own ingress."""
+    cdef port_t *dst
+    cdef uint16_t j, saved = c.in_port
+    for j in range(c.n_x):
+        dst = &c.ports[c.x_port[j]]
+        if dst.mirror_tx:
+            c.in_port = c.x_in[j]
+            mirror_tx(c, dst, c.x_port[j], c.x_out[j])
+    c.in_port = saved
+
+
 cdef inline void x_send(ctx_t *c) noexcept nogil:
     """The extra frames staged (docs/virtual-networks.md): flood copies through their own
     buffer, released held packets through the port's, requests straight to the PMD."""
     cdef port_t *dst
     cdef uint16_t j
     cdef rte_mbuf *m
+    if c.mirroring:
+        x_mirror(c)
     for j in range(c.n_x):
         dst = &c.ports[c.x_port[j]]
         m = c.x_out[j]
@@ -69,8 +84,6 @@ cdef inline void x_send(ctx_t *c) noexcept nogil:
         elif c.x_kind[j] == X_FLOOD:
             rte_eth_tx_buffer(dst.port_id, c.worker, dst.ftxb, m)
         elif c.x_kind[j] == X_HELD:
-            if dst.mirror_tx:
-                mirror_tx(c, dst, c.x_port[j], m)
             rte_eth_tx_buffer(dst.port_id, c.worker, dst.txb, m)
         elif rte_eth_tx_burst(dst.port_id, c.worker, &m, 1) == 0:
             rte_pktmbuf_free(m)

@@ -4,16 +4,22 @@
 # themselves are in the sibling modules named after their pyx/ twins; what stays here is
 # the wiring: forward() is the classify step (pyx/classify.pxd), labelled() and
 # pw_ingress() the MPLS dispatch of pyx/mpls_output.pxd's emit_mpls, resolve() and
-# flow_resolve() the route + ecmp (+ flow) decision, emit_ip() rewrite or push.
+# flow_resolve() the route + ecmp (+ flow) decision, emit_ip() rewrite or push. Virtual
+# networks (docs/virtual-networks.md): bridge.py takes a frame first (binding, learning,
+# ARP / ND, bridging), neigh.py resolves next hops without a MAC (to_nexthop()).
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from .. import hashing
+from ..config import vnet
 from ..config.model import DEFAULT_HASH_FIELDS, Config, LfibRule, NextHop, Pseudowire
 from ..drops import DROP_REASONS
-from ..limits import MIRROR_COUNTERS
-from .ecmp import REMOVED, FragmentTable, GroupState, group_hash, select_member
+from ..ecmp import build_or_none
+from ..limits import BURST, MIRROR_COUNTERS, VNET_COUNTERS
+from .bridge import Flood, VirtualNetworks
+from .ecmp import ACTIVE, DRAIN, REMOVED, FragmentTable, GroupState, group_hash, select_member
 from .fatflow import FatFlows, FlowKey, flow_key, flow_key_hash
 from .flow import FlowEntry, FlowTable
 from .mpls_hash import pw_flow_hash, transit_hash
@@ -22,6 +28,7 @@ from .mpls_input import (ETH_MPLS, MPLS_COUNTERS, LfibEntry, MplsDrop, ip_ttl, l
 from .mpls_input import process as mpls_process
 from .mirror import Mirrors
 from .mpls_output import pw_encap
+from .neigh import HELD, Neighbours
 from .parse import ETH_IPV4, ETH_IPV6, Parsed, parse
 from .push import (PIPE_TTL, build_stack, gre_encap, ip_packet_length, ip_precedence,
                    udp_encap)
@@ -33,14 +40,23 @@ class ReferenceForwarder:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.lpm = vrf_tables(cfg.vrfs)
+        # a next hop left without `mac` is written with a zero one, then resolved
+        self.nexthops = [nh if nh.mac is not None else replace(nh, mac=bytes(6))
+                         for nh in cfg.nexthops]
         self.groups = [GroupState(g) for g in cfg.groups]
+        up = {p.index for p in cfg.ports}      # at start every port counts as up
+        for index, _, _ in vnet.aap_groups(cfg):
+            self.groups[index] = aap_group_state(cfg, index, vnet.aap_members(cfg, index, up))
         self.frags = FragmentTable()
         self.fat = [FatFlows.of_port(port) for port in cfg.ports]
         self.flow_table = FlowTable(cfg.flow_table)
         self.entropy_mask = hashing.field_mask(DEFAULT_HASH_FIELDS)
-        zero = dict.fromkeys(("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS, 0)
+        zero = dict.fromkeys(("rx", "tx") + DROP_REASONS + MIRROR_COUNTERS + VNET_COUNTERS, 0)
         self._counters = [dict(zero) for _ in cfg.ports]
         self.mirrors = Mirrors(cfg, self._counters)
+        self.neigh = Neighbours(cfg, self._counters)
+        self.vnet = VirtualNetworks(cfg, self.lpm, self.groups, self.nexthops, self.neigh,
+                                    self._counters)
         # MPLS (docs/mpls.md): the LFIB as mpls.process() reads it, and the rule each
         # entry came from (its via / pseudowire), by the entry's identity
         self.lfib: dict[int, LfibEntry] = {}
@@ -64,21 +80,52 @@ class ReferenceForwarder:
         return LfibEntry(rule.action)
 
     def process(self, in_port: int, frames: list[bytes]) -> list[tuple[int, bytes]]:
-        """Forward one burst received on `in_port`: (egress port, frame) in input order.
-        Mirror copies (mirror.py) wait for take_mirrored()."""
-        out = []
+        """Forward frames received on `in_port`, BURST at a time: first the packets
+        neighbour resolutions released since the last call (neigh.py), then per burst
+        (egress port, frame) in input order, then the burst's flood copies. Mirror copies
+        (mirror.py) wait for take_mirrored()."""
+        out = self.release_held()
         rx = self._counters[in_port]
-        for frame in frames:
-            rx["rx"] += 1
-            self.mirrors.received(in_port, frame)
-            result = self.forward(in_port, frame)
-            if isinstance(result, str):
-                rx[result] += 1
-            else:
-                self._counters[result[0]]["tx"] += 1
-                self.mirrors.sent(in_port, result[0], result[1])
-                out.append(result)
+        frames = list(frames)
+        for start in range(0, len(frames), BURST):
+            copies = []
+            for frame in frames[start:start + BURST]:
+                rx["rx"] += 1
+                self.mirrors.received(in_port, frame)
+                result = self.forward(in_port, frame)
+                if result == HELD:
+                    continue
+                if isinstance(result, str):
+                    rx[result] += 1             # a drop reason, or consumed
+                elif isinstance(result, Flood):
+                    first, *others = result.ports
+                    self.send(out, in_port, first, result.frame)
+                    copies += [(port, result.frame) for port in others]
+                else:
+                    self.send(out, in_port, *result)
+            for port, frame in copies:
+                self.send(out, in_port, port, frame, "flooded")
         return out
+
+    def send(self, out: list, in_port: int, port: int, frame: bytes,
+             counter: str = "tx") -> None:
+        self._counters[port][counter] += 1
+        self.mirrors.sent(in_port, port, frame)
+        out.append((port, frame))
+
+    def release_held(self) -> list[tuple[int, bytes]]:
+        """The held packets of next hops resolved since (counted tx now)."""
+        out = []
+        for in_port, port, frame in self.neigh.release():
+            self.send(out, in_port, port, frame)
+        return out
+
+    def to_nexthop(self, in_port: int, nh: NextHop, result: tuple[int, bytes]
+                   ) -> tuple[int, bytes] | str:
+        """A packet rewritten toward `nh`: as it is, or (a next hop without `mac`) with
+        its neighbour's MAC, HELD, or arp_unresolved (docs/virtual-networks.md §6)."""
+        frame = self.neigh.out(nh.index, in_port, result[1])
+        return frame if isinstance(frame, str) else (result[0], frame)
 
     def take_mirrored(self) -> list[tuple[int, int, bytes]]:
         """The mirror copies made since the last call: (port they leave by, 1 = rx or
@@ -96,6 +143,9 @@ class ReferenceForwarder:
             return self.pw_ingress(in_port, self.cfg.pseudowires[port.xconnect_index], frame)
         if port.vrf is None:                    # neither L3 port nor attachment circuit
             return "unsupported"
+        taken = self.vnet.receive(in_port, frame, self.flow_table.now())
+        if taken is not None:                   # bridged, answered, consumed, dropped
+            return taken
         try:
             etype, off = l2_payload(frame)
         except MplsDrop:                        # parse() below names the same drop
@@ -136,7 +186,7 @@ class ReferenceForwarder:
         nh, gs, h = res
         if h is None and (nh.entropy or nh.tunnel is not None):
             h = self.stateless_hash(gs, key, p)
-        return self.emit_ip(frame, p, nh, h, popped)
+        return self.to_nexthop(in_port, nh, self.emit_ip(frame, p, nh, h, popped))
 
     def stateless_hash(self, gs: Optional[GroupState], key: FlowKey, p: Parsed) -> int:
         """The hash a flow entry would store (docs/flow-table.md §3), for packets that
@@ -187,7 +237,7 @@ class ReferenceForwarder:
         by the bucket table (no flow table, no fragment table); None when every member
         is drained."""
         if not via_group:
-            return self.cfg.nexthops[via_index]
+            return self.nexthops[via_index]
         gs = self.groups[via_index]
         if gs.table is None:
             return None
@@ -206,7 +256,7 @@ class ReferenceForwarder:
             return pw.ac_port_index, r.data
         if r.kind == "mpls":                    # §5 swap
             rule = self._lfib_rules[id(r.entry)]
-            nh = None if rule.via_group else self.cfg.nexthops[rule.via_index]
+            nh = None if rule.via_group else self.nexthops[rule.via_index]
             h = 0
             if nh is None or nh.tunnel is not None:
                 mask = (self.groups[rule.via_index].mask if rule.via_group
@@ -217,9 +267,9 @@ class ReferenceForwarder:
                 if nh is None:
                     return "no_route"
             if nh.tunnel is not None:
-                return self.tunnel_out(nh, r.data, h)
-            return nh.port_index, eth_frame(nh.mac, self.cfg.ports[nh.port_index].mac,
-                                            ETH_MPLS, r.data)
+                return self.to_nexthop(in_port, nh, self.tunnel_out(nh, r.data, h))
+            return self.to_nexthop(in_port, nh, (nh.port_index, eth_frame(
+                nh.mac, self.cfg.ports[nh.port_index].mac, ETH_MPLS, r.data)))
         # §4 "to IP": routed in the entry's VRF or the port's, no TTL check or decrement
         vrf = self.cfg.ports[in_port].vrf_index if r.vrf is None else r.vrf
         etype = ETH_IPV4 if r.data[0] >> 4 == 4 else ETH_IPV6
@@ -245,9 +295,9 @@ class ReferenceForwarder:
         if not data.el_readable:
             self._mpls_counters["el_not_readable"] += 1
         if nh.tunnel is not None:
-            return self.tunnel_out(nh, data.data, h)
-        return nh.port_index, eth_frame(nh.mac, self.cfg.ports[nh.port_index].mac, ETH_MPLS,
-                                        data.data)
+            return self.to_nexthop(in_port, nh, self.tunnel_out(nh, data.data, h))
+        return self.to_nexthop(in_port, nh, (nh.port_index, eth_frame(
+            nh.mac, self.cfg.ports[nh.port_index].mac, ETH_MPLS, data.data)))
 
     def resolve(self, vrf_index: int, p: Parsed, key: FlowKey):
         """Stateless: route, then the group member by the hash (packet mode).
@@ -256,7 +306,7 @@ class ReferenceForwarder:
         if route is None:
             return None
         if not route.via_group:
-            return self.cfg.nexthops[route.via_index], None, None
+            return self.nexthops[route.via_index], None, None
         gs = self.groups[route.via_index]
         m = select_member(gs, p, self.cfg.node.seed, self.frags, key)
         if m is None:
@@ -273,7 +323,7 @@ class ReferenceForwarder:
         if e is not None:                       # hit: the entry's route result
             table.account(key, e, length, p.tcp_flags, now)
             if e.group is None:
-                return self.cfg.nexthops[e.nh_id], None, e.hash
+                return self.nexthops[e.nh_id], None, e.hash
             gs = self.groups[e.group]
             if gs.state[e.member] == REMOVED:
                 if gs.table is None:            # nowhere to go: entry left as it is
@@ -308,16 +358,22 @@ class ReferenceForwarder:
             table.insert(key, e)
             table.account(key, e, length, p.tcp_flags, now)
         if gs is None:
-            return self.cfg.nexthops[route.via_index], None, h
+            return self.nexthops[route.via_index], None, h
         return self.member_nexthop(gs, m), gs, h
 
     def member_nexthop(self, gs: GroupState, m: int) -> NextHop:
         gs.packets[m] += 1
-        return self.cfg.nexthops[gs.member_nh[m]]
+        return self.nexthops[gs.member_nh[m]]
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per port: rx, tx and the drops by reason."""
-        return {port.name: {k: v for k, v in c.items() if k not in MIRROR_COUNTERS}
+        return {port.name: {k: c[k] for k in ("rx", "tx") + DROP_REASONS}
+                for port, c in zip(self.cfg.ports, self._counters)}
+
+    def vnet_counters(self) -> dict[str, dict[str, int]]:
+        """Per port: consumed, arp_replied, flooded, flood_dropped, arp_sent, mac_moved
+        (docs/virtual-networks.md §7)."""
+        return {port.name: {k: c[k] for k in VNET_COUNTERS}
                 for port, c in zip(self.cfg.ports, self._counters)}
 
     def mirror_counters(self) -> dict[str, dict[str, int]]:
@@ -354,3 +410,45 @@ class ReferenceForwarder:
 
     def flow_counters(self) -> dict[str, int]:
         return self.flow_table.counter_values()
+
+    # ---- virtual networks (docs/virtual-networks.md §8) -------------------------------
+
+    def neigh_tick(self) -> list[tuple[int, bytes]]:
+        """The held packets resolutions released, then the ARP requests / NSes due at
+        the clock (counted arp_sent)."""
+        out = self.release_held()
+        for port, frame in self.neigh.tick(self.flow_table.now()):
+            self.mirrors.sent(port, port, frame)    # no ingress: the port itself
+            out.append((port, frame))
+        return out
+
+    def neighbors(self) -> list[tuple[int, str, Optional[bytes], str]]:
+        """[(port, ip text, MAC or None, "incomplete" | "reachable")], neighbour order."""
+        return self.neigh.listing()
+
+    def held_count(self) -> int:
+        return self.neigh.held_count()
+
+    def drop_held(self) -> None:
+        """What a stopping worker does: every held packet dropped arp_unresolved."""
+        self.neigh.drop_held()
+
+    def bridge_table(self) -> list[tuple[int, bytes, int, str, int]]:
+        """[(VRF index, MAC, port index, "static" | "learned", hits)] by (VRF, MAC)."""
+        return self.vnet.table.listing()
+
+    def bridge_age(self) -> int:
+        """Remove the learned entries unused for their VRF's mac_aging: how many."""
+        return self.vnet.table.age(self.flow_table.now(), self.vnet.aging)
+
+
+def aap_group_state(cfg: Config, index: int, members: list[tuple[int, int, bool]]
+                    ) -> GroupState:
+    """An implicit AAP group as compile.group_table() starts it: the members' table built
+    from their start weights (absent members 0), absent members removed."""
+    gs = GroupState(cfg.groups[index])
+    weights = [w if present else 0 for _, w, present in members]
+    gs.table = build_or_none(weights, cfg.groups[index].buckets)
+    gs.member_nh = [nh for nh, _, _ in members]
+    gs.state = [REMOVED if not present else ACTIVE if w else DRAIN for _, w, present in members]
+    return gs
