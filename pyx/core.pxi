@@ -216,6 +216,7 @@ cdef class Tables:
             for p in compiled.ports:
                 load_port(&c.ports[p.index], p)
                 load_port_vn(&c.ports[p.index], p, self.vn_keep)
+                c.flooding |= p.fwd != 0
                 c.mirroring |= p.mirror is not None
         self._load_nexthops(compiled.nexthops)
         self.ngroups = len(compiled.groups)

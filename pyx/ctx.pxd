@@ -84,6 +84,7 @@ ctypedef struct ctx_t:
     uint64_t fake_now          # tests: the clock (TSC units); 0 = rte_rdtsc()
     uint16_t in_port           # the port of the burst in process (a tx copy's ingress)
     uint8_t mirroring          # 1: some port mirrors (its copies' buffers are flushed)
+    uint8_t flooding           # 1: some VRF bridges (flood copies' buffers are flushed)
     uint16_t n_mirror          # mirror copies the burst made, sent after its packets
     uint16_t mirror_src[MIRROR_STAGE]  # ... the mirrored port of each
     uint8_t mirror_dir[MIRROR_STAGE]   # ... MIRROR_RX or MIRROR_TX

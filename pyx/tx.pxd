@@ -96,7 +96,9 @@ cdef inline void tx_flush(ctx_t *c) noexcept nogil:
     for i in range(c.nports):
         if c.ports[i].bound:
             rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].txb)
-            if c.ports[i].ftxb != NULL:
+    if c.flooding:                     # flood copies after the ports' own packets
+        for i in range(c.nports):
+            if c.ports[i].bound:
                 rte_eth_tx_buffer_flush(c.ports[i].port_id, c.worker, c.ports[i].ftxb)
     if c.mirroring:                    # mirror copies after the ports' own packets
         mirror_flush(c)
