@@ -91,8 +91,9 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
         return c.on_region(&c.mpls, p, p.l2_len, p.len + p.more, pt.vrf)
     if r != 0 or p.proto == 58:
         # ARP (parse: unsupported) or an NS / NA (maybe multicast or link-local:
-        # unsupported, martian): the forwarder's own (docs/virtual-networks.md §5)
-        nd = arp_nd_l3(p)
+        # unsupported, martian): the forwarder's own (docs/virtual-networks.md §5);
+        # out of line too
+        nd = c.on_arpnd(p)
         if nd >= 0:
             return nd
     if c.mpls.tun_family and (r == 0 or r == D_TTL_EXPIRED) and for_tunnel(&c.mpls, p):
@@ -102,3 +103,7 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
 
 cdef inline int vn_cb(void *c, const port_t *pt, pkt_t *p) noexcept nogil:
     return classify_vn(<ctx_t *>c, pt, p)
+
+
+cdef inline int arpnd_cb(pkt_t *p) noexcept nogil:
+    return arp_nd_l3(p)

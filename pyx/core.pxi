@@ -207,6 +207,7 @@ cdef class Tables:
             c.on_mpls = emit_mpls_cb
             c.on_push = push_cb
             c.on_vn = vn_cb
+            c.on_arpnd = arpnd_cb
             c.on_neigh = neigh_out
             c.frag = <frag_table_t *>check_alloc(calloc(1, sizeof(frag_table_t)),
                                                  f"worker {i} fragment table")

@@ -122,6 +122,7 @@ ctypedef struct ctx_t:
                     uint32_t h) noexcept nogil
     # the virtual-network classify path (pyx/classify.pxd classify_vn) likewise
     int (*on_vn)(void *c, const port_t *pt, pkt_t *p) noexcept nogil
+    int (*on_arpnd)(pkt_t *p) noexcept nogil
     # a packet toward a next hop whose MAC ARP / ND resolves (pyx/neigh.pxd neigh_out)
     bint (*on_neigh)(void *c, rte_mbuf *m, uint32_t j) noexcept nogil
 

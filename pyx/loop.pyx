@@ -67,7 +67,7 @@ from flow cimport (flow_table_t, flow_entry_t, emc_slot_t, flow_age, flow_delete
                    flow_age_paced, flow_sig, AGE_SLICE, EMC_SLOTS, KEY_SLOT)
 from ctx cimport ctx_t, port_t, mirror_t, tables_t, shared_t, tables_refresh, clock_now
 from pipeline cimport process_burst, region_cb, decap_cb, emit_mpls_cb, push_cb
-from classify cimport vn_cb
+from classify cimport vn_cb, arpnd_cb
 from tx cimport tx_send, tx_flush, tx_refused, x_send, x_mirror, flood_refused
 from bridge cimport bridge_key
 from mirror cimport mirror_send, mirror_refused
