@@ -56,7 +56,10 @@ cdef inline int classify_vn(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil
         if r:
             return r
     if c.vn.vrfs[pt.vrf].learn:
-        bridge_learn(c, c.in_port, pt.vrf, d + 6)
+        if pt.flow_mode:                   # its burst loop learns, frame by frame
+            p.learn = 1
+        else:
+            bridge_learn(c, c.in_port, pt.vrf, d + 6)
     r = arp_nd(p, d, n, off, et)
     if r >= 0:
         return r

@@ -333,9 +333,7 @@ cdef class Core(Tables):
             raise ValueError(f"no port {in_port}")
         result = []
         frames = list(frames)
-        if c.held.total:                   # released first (docs/virtual-networks.md §8)
-            neigh_release(c)
-            self._take_x(c, result)
+        self._release_all(c, result)       # released first (docs/virtual-networks.md §8)
         for start in range(0, len(frames), BURST):
             n = fill_burst(pkts, frames[start:start + BURST], in_port, seg)
             k = process_burst(c, in_port, pkts, n, out, out_port)
@@ -364,12 +362,22 @@ cdef class Core(Tables):
         the clock. [(port, bytes)]: released packets, then requests."""
         cdef ctx_t *c = self._idle(worker)
         result = []
-        if c.held.total:
-            neigh_release(c)
+        self._release_all(c, result)
         if worker == 0 and c.vn.n_neigh:
             neigh_tick(c, clock_now(c))
         self._take_x(c, result)
         return result
+
+    cdef _release_all(self, ctx_t *c, list result):
+        """Every held packet whose next hop is resolved, staged and taken (the worker
+        loop stages what fits and goes on at its next iteration)."""
+        cdef uint32_t before
+        while c.held.total:
+            before = c.held.total
+            neigh_release(c)
+            self._take_x(c, result)
+            if c.held.total == before:     # the rest wait for their MAC
+                break
 
     def drop_held(self):
         """Tests: drop every held packet arp_unresolved (what a stopping worker does)."""

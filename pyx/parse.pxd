@@ -35,7 +35,7 @@ ctypedef struct pkt_t:
     uint8_t act            # ACT_*: what happens to the packet (docs/mpls.md)
     uint8_t popped         # 1: arrived labelled: no IP TTL check or decrement
     uint8_t nstack         # entries of the received label stack
-    uint8_t pad0
+    uint8_t learn          # 1: learn its source MAC in the flow-mode burst loop, in order
     uint16_t end           # end of the frame's meaningful bytes (0: data_len)
     uint16_t region        # offset of the received label stack
     uint16_t payload       # offset just past its bottom entry

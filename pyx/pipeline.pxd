@@ -29,6 +29,7 @@ from tx cimport tx_enqueue
 from mirror cimport mirror_rx
 from vnet cimport ACT_BRIDGE
 from neigh cimport nh_tx, vn_emit
+from bridge cimport bridge_learn
 from ctx cimport ctx_t, port_t, drop, clock_now
 
 
@@ -453,10 +454,12 @@ cdef inline uint16_t flow_burst(ctx_t *c, uint16_t in_port, rte_mbuf **pkts, uin
     for i in range(n):
         m = pkts[i]
         r = b.res[i]
+        p = &b.pkt[i]
+        if p.learn:                        # in frame order, as packet mode learns
+            bridge_learn(c, in_port, pt.vrf, p.data + 6)
         if r > 0:
             drop(pt, m, r)
             continue
-        p = &b.pkt[i]
         if p.act != ACT_IP:
             c.on_mpls(c, pt, m, p, in_port, out, out_port, &k)
             continue

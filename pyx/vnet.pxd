@@ -16,7 +16,8 @@ cdef enum:
     BT_STATIC = 1              # bridge entry flags (data word bits 16..)
     BT_LEARNED = 2
     MAX_GW = 16                # gateway addresses per VRF
-    XSTAGE = 256               # extra frames one burst / tick may stage
+    XSTAGE = 1024              # extra frames one burst / tick may stage: a burst's
+                               # floods make at most BURST * (MAX_PORTS - 1) = 992
     X_FLOOD = 0                # staged: a flood copy (counted flooded)
     X_HELD = 1                 # a held packet released (counted tx)
     X_REQUEST = 2              # an ARP request / NS the forwarder made (counted arp_sent)

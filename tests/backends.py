@@ -104,8 +104,8 @@ class CythonBackend:
     def bridge_table(self) -> list:
         return self.core.bridge_table()
 
-    def bridge_age(self) -> None:
-        self.core.bridge_age()
+    def bridge_age(self) -> int:
+        return self.core.bridge_age()
 
     def neighbors(self) -> list:
         return self.core.neighbors()

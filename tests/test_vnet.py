@@ -331,10 +331,44 @@ def test_replay_l2_vn_floods_on_net_pcap(tmp_path):
           for i in range(10)]
     uni = [bytes(Ether(src=VM1, dst=VM2) / IP(src="1.1.1.3", dst="1.1.1.4") / UDP(sport=i))
            for i in range(20)]
-    s, got = replay(tmp_path, text, {"vm1": bc + uni})
+    unknown = bytes(Ether(src=VM1, dst="02:99:00:00:00:01") / IP())
+    hairpin = bytes(Ether(src=VM1, dst=VM1) / IP())
+    s, got = replay(tmp_path, text, {"vm1": bc + uni + [unknown, hairpin]})
     assert got["vm1"] == []
     assert got["vm2"] == bc + uni and got["vm3"] == bc
-    assert s["flooded"] == 10 and s["ports"]["vm1"]["rx"] == 30
+    assert s["flooded"] == 10 and s["ports"]["vm1"]["rx"] == 32
+    assert {r: n for r, n in s["ports"]["vm1"]["drops"].items() if n} == \
+        {"unknown_unicast": 1, "hairpin": 1}
+
+
+def test_replay_next_hop_that_never_answers(tmp_path):
+    """A next hop without mac whose neighbour never answers: its ARP requests leave by
+    its port (broadcast, from the gateway address), the packets toward it are held (8
+    per worker) and dropped arp_unresolved beyond and at stop; none is lost."""
+    text = """
+node: {name: silent}
+eal: {memory_mb: 256}
+neighbors: {queue: 8}
+ports:
+  - {name: a, devargs: net_null0, mac: "02:00:00:00:00:01"}
+  - {name: b, devargs: net_null1, mac: "02:00:00:00:00:02"}
+vrfs:
+  default:
+    gateway: {ip: [10.2.0.1/24]}
+    routes: [{prefix: 10.99.0.0/16, via: far}]
+nexthops:
+  far: {port: b, ip: 10.2.0.2}
+"""
+    pkts = [bytes(Ether(dst="02:00:00:00:00:01") / IP(src="10.1.0.5", dst="10.99.0.7") /
+                  UDP(sport=1000 + i)) for i in range(40)]
+    s, got = replay(tmp_path, text, {"a": pkts})
+    assert s["ports"]["a"]["drops"]["arp_unresolved"] == 40 and s["tx"] == 0
+    assert got["b"] and all(Ether(f)[ARP].pdst == "10.2.0.2" and
+                            Ether(f)[ARP].psrc == "10.2.0.1" and Ether(f).dst == BCAST
+                            for f in got["b"])
+    assert s["ports"]["b"]["arp_sent"] == len(got["b"])
+    assert s["neighbors"] == [{"port": "b", "ip": "10.2.0.2", "mac": None,
+                               "state": "incomplete"}]
 
 
 # ------------------------------------------------------------------ a running forwarder
