@@ -223,7 +223,7 @@ class Checker:
     def snapshot(self, b, cfg) -> dict:
         return {"ports": b.counters(), "groups": [b.group_counters(g.index) for g in cfg.groups],
                 "frag": b.frag_counters(), "mpls": b.mpls_counters(),
-                "flow": b.flow_counters()}
+                "flow": b.flow_counters(), "vnet": b.vnet_counters()}
 
     @staticmethod
     def flows(b) -> list:
@@ -323,12 +323,15 @@ class Checker:
         rx = {p: c["rx"] for p, c in ports.items() if c["rx"]}
         tx = sum(c["tx"] for c in ports.values())
         drops = sum(c[r] for c in ports.values() for r in DROP_REASONS)
+        # ARP / ND the forwarder took (docs/virtual-networks.md §7): neither tx nor a drop
+        taken = sum(c["consumed"] for c in d["vnet"].values())
         problems = []
         want_rx = {cfg.ports[case.port].name: n} if n else {}
         if rx != want_rx:
             problems.append(f"rx {rx}, the burst was {want_rx}")
-        if sum(rx.values()) != tx + drops:
-            problems.append(f"rx {sum(rx.values())} != tx {tx} + drops {drops}")
+        if sum(rx.values()) != tx + drops + taken:
+            problems.append(f"rx {sum(rx.values())} != tx {tx} + drops {drops} + "
+                            f"consumed {taken}")
         if tx != len(out):
             problems.append(f"tx {tx} but {len(out)} frame(s) left")
         if problems:

@@ -325,17 +325,29 @@ def test_replay_l3_vn_with_aap_on_net_pcap(tmp_path, lcores):
     assert s["ports"]["vsrx1"]["drops"]["spoofed"] == 0
 
 
-def test_replay_l2_vn_floods_on_net_pcap(tmp_path):
+@pytest.mark.parametrize("lcores", ["0-1", "0@0,1@1,2@0"])
+def test_replay_l2_vn_floods_on_net_pcap(tmp_path, lcores):
+    """Broadcast flooded to every other port, unicast bridged, learning on: with one
+    worker, and with two learning into the one table (RSS spreads the unicast)."""
     text = L2.replace("red: {forwarding: l2}", "red: {forwarding: l2, mac_learning: true}")
+    text = text.replace("eal: {memory_mb: 256}", f'eal: {{memory_mb: 256, lcores: "{lcores}"}}')
     bc = [bytes(Ether(src=VM1, dst=BCAST) / ARP(hwsrc=VM1, psrc="1.1.1.3", pdst=f"1.1.1.{i}"))
           for i in range(10)]
-    uni = [bytes(Ether(src=VM1, dst=VM2) / IP(src="1.1.1.3", dst="1.1.1.4") / UDP(sport=i))
-           for i in range(20)]
+    uni = [bytes(Ether(src=VM1, dst=VM2) / IP(src="1.1.1.3", dst=f"1.1.1.{4 + i}") /
+                 UDP(sport=i)) for i in range(20)]
     unknown = bytes(Ether(src=VM1, dst="02:99:00:00:00:01") / IP())
     hairpin = bytes(Ether(src=VM1, dst=VM1) / IP())
-    s, got = replay(tmp_path, text, {"vm1": bc + uni + [unknown, hairpin]})
-    assert got["vm1"] == []
-    assert got["vm2"] == bc + uni and got["vm3"] == bc
+    hosts = [bytes(Ether(src=f"02:77:00:00:00:{i:02x}", dst=VM1) /
+                   IP(src=f"1.1.2.{i + 1}", dst="1.1.1.3") / UDP(sport=i)) for i in range(20)]
+    s, got = replay(tmp_path, text, {"vm1": bc + uni + [unknown, hairpin], "vm3": hosts})
+    assert sorted(got["vm1"]) == sorted(hosts)
+    if lcores == "0-1":
+        assert got["vm2"] == bc + uni and got["vm3"] == bc
+    else:                                  # two workers: merged by time, not in file order
+        assert sorted(got["vm2"]) == sorted(bc + uni) and sorted(got["vm3"]) == sorted(bc)
+    learned = {r["mac"]: r for r in s["bridge"] if r["flags"] == "learned"}
+    assert set(learned) == {f"02:77:00:00:00:{i:02x}" for i in range(20)}
+    assert all(r["port"] == "vm3" for r in learned.values())
     assert s["flooded"] == 10 and s["ports"]["vm1"]["rx"] == 32
     assert {r: n for r, n in s["ports"]["vm1"]["drops"].items() if n} == \
         {"unknown_unicast": 1, "hairpin": 1}
