@@ -151,3 +151,14 @@ cdef inline void drop(port_t *pt, rte_mbuf *m, int reason) noexcept nogil:
     """Free a packet and count it under its drop reason on the ingress port."""
     pt.cnt[reason] += 1
     rte_pktmbuf_free(m)
+
+
+cdef inline void refused(rte_mbuf **pkts, uint16_t unsent, uint64_t *cnt, int sent,
+                         int lost) noexcept nogil:
+    """What a PMD refused from a TX buffer (its error callback): freed, moved from
+    counter `sent` to `lost`."""
+    cdef uint16_t i
+    for i in range(unsent):
+        rte_pktmbuf_free(pkts[i])
+    cnt[lost] += unsent
+    cnt[sent] -= unsent

@@ -13,7 +13,7 @@ from includes.rte_ethdev cimport rte_eth_tx_buffer, rte_eth_tx_buffer_flush
 from includes.rte_cycles cimport rte_rdtsc
 from includes.rte_ip cimport rte_raw_cksum
 from consts cimport *
-from ctx cimport ctx_t, port_t, mirror_t
+from ctx cimport ctx_t, port_t, mirror_t, refused
 from push cimport udp6_cksum
 
 
@@ -135,12 +135,7 @@ cdef inline void mirror_refused(rte_mbuf **pkts, uint16_t unsent,
                                 void *userdata) noexcept nogil:
     """A mirror TX buffer's error callback: the PMD refused `unsent` copies (its ring
     is full); freed and moved from mirrored to mirror_dropped of the mirrored port."""
-    cdef uint64_t *cnt = <uint64_t *>userdata
-    cdef uint16_t i
-    for i in range(unsent):
-        rte_pktmbuf_free(pkts[i])
-    cnt[C_MIRROR_DROPPED] += unsent
-    cnt[C_MIRRORED] -= unsent
+    refused(pkts, unsent, <uint64_t *>userdata, C_MIRRORED, C_MIRROR_DROPPED)
 
 
 cdef inline void mirror_send(ctx_t *c) noexcept nogil:

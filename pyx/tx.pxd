@@ -7,7 +7,7 @@ from libc.stdint cimport uint16_t, uint64_t
 from includes.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free
 from includes.rte_ethdev cimport rte_eth_tx_buffer, rte_eth_tx_buffer_flush, rte_eth_tx_burst
 from consts cimport *
-from ctx cimport ctx_t, port_t
+from ctx cimport ctx_t, port_t, refused
 from mirror cimport mirror_tx, mirror_flush
 from vnet cimport X_FLOOD, X_HELD, X_REQUEST
 
@@ -27,24 +27,13 @@ cdef inline void tx_enqueue(ctx_t *c, rte_mbuf *m, uint16_t port, rte_mbuf **out
 
 
 cdef inline void tx_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
-    """TX buffer error callback: the PMD refused `unsent` packets; free and count them."""
-    cdef uint64_t *cnt = <uint64_t *>userdata
-    cdef uint16_t i
-    for i in range(unsent):
-        rte_pktmbuf_free(pkts[i])
-    cnt[D_TX_FULL] += unsent
-    cnt[C_TX] -= unsent
+    """TX buffer error callback: the PMD refused `unsent` packets: tx_full."""
+    refused(pkts, unsent, <uint64_t *>userdata, C_TX, D_TX_FULL)
 
 
 cdef inline void flood_refused(rte_mbuf **pkts, uint16_t unsent, void *userdata) noexcept nogil:
-    """A flood-copy TX buffer's error callback: copies the PMD refused move from flooded
-    to flood_dropped of their port."""
-    cdef uint64_t *cnt = <uint64_t *>userdata
-    cdef uint16_t i
-    for i in range(unsent):
-        rte_pktmbuf_free(pkts[i])
-    cnt[C_FLOOD_DROPPED] += unsent
-    cnt[C_FLOODED] -= unsent
+    """A flood-copy TX buffer's error callback: flooded → flood_dropped of their port."""
+    refused(pkts, unsent, <uint64_t *>userdata, C_FLOODED, C_FLOOD_DROPPED)
 
 
 cdef inline void x_mirror(ctx_t *c) noexcept nogil:
