@@ -441,3 +441,84 @@ def test_readme_worked_example_is_a_valid_configuration():
     assert mode == "active-standby" and [cfg.ports[p].name for p in ports] == ["vsrx1", "vsrx2"]
     assert [m[2] for m in vnet.aap_members(cfg, gi, {0, 1, 2, 3})] == [True, False]
     assert vnet.neighbours(cfg) == [(3, __import__("ipaddress").ip_address("198.51.100.2"))]
+
+
+# ------------------------------------------------------------------ link state (net_tap)
+
+def test_active_standby_aap_follows_link_state(tmp_path):
+    """SPEC §13: an active-standby AAP goes to the first port that is up. Three net_tap
+    ports; pings to the VIP written into cirros's tap leave by vsrx1's; once vsrx1's
+    interface is set down in the kernel (the tap PMD reports its link down), the
+    forwarder's once-a-second housekeeping moves the VIP to vsrx2, and back when it is
+    up again."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from dpdk_util import finish, interrupt, spawn
+    tag = f"{os.getpid() % 100000:05d}"
+    taps = {n: f"dv{tag}{n[-1]}" for n in ("cirros", "vsrx1", "vsrx2")}
+    text = L3.replace("AAP1", AAP.replace("MODE", "active-standby")).replace(
+        "AAP2", AAP.replace("MODE", "active-standby"))
+    for i, (name, iface) in enumerate(taps.items()):
+        text = text.replace(f"{name}, devargs: net_null{i},",
+                            f"{name}, devargs: \"net_tap{i},iface={iface}\",")
+    cfg = tmp_path / "tap.yaml"
+    cfg.write_text(text)
+    js = tmp_path / "final.json"
+    proc = spawn("run", cfg, "--duration", 60, "--json", js, "-q",
+                 "--socket", tmp_path / "ctl.sock", stderr_file=tmp_path / "stderr")
+
+    def up(iface):
+        p = f"/sys/class/net/{iface}/flags"
+        return os.path.exists(p) and int(open(p).read(), 16) & 1
+
+    def ping_lands(seq: int) -> str | None:
+        """Write a ping to the VIP into cirros's tap; the tap it comes out of."""
+        socks = {}
+        try:
+            for n in ("vsrx1", "vsrx2"):
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+                s.bind((taps[n], 0))
+                s.setblocking(False)
+                socks[n] = s
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as tx:
+                tx.bind((taps["cirros"], 0))
+                tx.send(ping("192.168.20.254", seq))
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                for n, s in socks.items():
+                    try:
+                        f = s.recv(2048)
+                    except OSError:            # nothing yet, or its link is down
+                        continue
+                    e = Ether(f)
+                    if ICMP in e and e[IP].dst == "192.168.20.254" and e[ICMP].seq == seq:
+                        assert e.dst == VIP_MAC
+                        return n
+                time.sleep(0.01)
+            return None
+        finally:
+            for s in socks.values():
+                s.close()
+
+    try:
+        wait_for(lambda: all(up(t) for t in taps.values()) or proc.poll() is not None, 30,
+                 "the taps up")
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        for t in taps.values():                # no IPv6 chatter from the kernel
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{t}.disable_ipv6=1"],
+                           check=False)
+        assert wait_for(lambda: ping_lands(1), 20, "a ping through") == "vsrx1"
+        subprocess.run(["ip", "link", "set", taps["vsrx1"], "down"], check=True)
+        seq = iter(range(2, 1000))
+        assert wait_for(lambda: ping_lands(next(seq)) == "vsrx2", 20, "the VIP on vsrx2")
+        subprocess.run(["ip", "link", "set", taps["vsrx1"], "up"], check=True)
+        assert wait_for(lambda: ping_lands(next(seq)) == "vsrx1", 20, "the VIP back")
+    finally:
+        interrupt(proc)
+        code, _, err = finish(proc)
+    assert code == 0, (tmp_path / "stderr").read_text()
+    s = json.loads(js.read_text())
+    assert s["ports"]["cirros"]["drops"]["spoofed"] == 0
