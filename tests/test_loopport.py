@@ -97,8 +97,9 @@ def test_loop_run_counts_by_ttl(tmp_path, lcores):
     assert s["loop_frames"] == len(frames)
     assert p0["rx"] == forwards + len(ttl_frames) + 2
     assert p0["tx"] == forwards
-    want = {"ttl_expired": len(ttl_frames), "no_route": 1, "unsupported": 1}
+    want = {"ttl_expired": len(ttl_frames), "no_route": 1}
     assert p0["drops"] == {k: want.get(k, 0) for k in DROP_REASONS}
+    assert p0["consumed"] == 1             # the ARP: the forwarder's own, taken
     assert p0["dpdk"]["ipackets"] == p0["rx"] and p0["dpdk"]["opackets"] == p0["tx"]
     # flow mode: one entry per flow on the first pass, hits on every later pass
     assert s["flows"]["flow_created"] == s["flows"]["flows_active"] == len(ttl_frames)
