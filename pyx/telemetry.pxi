@@ -93,8 +93,9 @@ cdef void tel_port_sums(const tel_src_t *s, int p, uint64_t *out) noexcept nogil
 
 cdef void tel_counters(const tel_src_t *s, rte_tel_data *d,
                        const uint64_t *cnt) noexcept nogil:
-    """name, rx, tx, dropped (their sum), drops {reason: packets}, and the mirror
-    counters (copies of the port's packets: no drop of its own) into dict d."""
+    """name, rx, tx, dropped (their sum), drops {reason: packets}, the mirror counters
+    (copies of the port's packets: no drop of its own) and the virtual-network ones
+    (consumed, arp_replied, flooded, ...: docs/virtual-networks.md §7) into dict d."""
     cdef rte_tel_data *drops = rte_tel_data_alloc()
     cdef uint64_t dropped = 0
     cdef int j
@@ -104,13 +105,15 @@ cdef void tel_counters(const tel_src_t *s, rte_tel_data *d,
     rte_tel_data_add_dict_u64(d, "mirror_dropped", cnt[C_MIRROR_DROPPED])
     if drops != NULL:
         rte_tel_data_start_dict(drops)
-    for j in range(N_COUNTERS):
-        if (j == C_RX or j == C_TX or j == C_MIRRORED or j == C_MIRROR_DROPPED or
-                s.slot[j][0] == 0):
+    for j in range(D_PARSE_ERROR, C_MIRRORED):     # the drop reasons' slots
+        if s.slot[j][0] == 0:
             continue
         dropped += cnt[j]
         if drops != NULL:
             rte_tel_data_add_dict_u64(drops, s.slot[j], cnt[j])
+    for j in range(C_CONSUMED, C_MAC_MOVED + 1):     # virtual networks: no drops
+        if s.slot[j][0] != 0:
+            rte_tel_data_add_dict_u64(d, s.slot[j], cnt[j])
     rte_tel_data_add_dict_u64(d, "dropped", dropped)
     if drops != NULL:
         tel_add(d, "drops", drops)
@@ -347,6 +350,9 @@ def telemetry_attach(Tables core, ports, groups=(), counters=None, node=""):
         counters[C_MIRRORED], counters[C_MIRROR_DROPPED] = "mirrored", "mirror_dropped"
         for i, reason in enumerate(DROP_REASONS):
             counters[D_PARSE_ERROR + i] = reason
+        from dataplane.limits import VNET_COUNTERS
+        for i, name in enumerate(VNET_COUNTERS):
+            counters[C_CONSUMED + i] = name
     counters = list(counters)
     if len(counters) != N_COUNTERS:
         raise ValueError(f"{len(counters)} counter names for {N_COUNTERS} slots")

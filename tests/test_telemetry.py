@@ -150,6 +150,9 @@ def test_dpdk_telemetry_reads_a_running_forwarder(tmp_path):
         assert p["name"] == name
         assert (p["rx"], p["tx"], p["drops"]) == (f["rx"], f["tx"], f["drops"])
         assert p["dropped"] == sum(f["drops"].values())
+        # the virtual-network counters, apart from the drops (docs/virtual-networks.md §7)
+        from dataplane.limits import VNET_COUNTERS
+        assert {k: p[k] for k in VNET_COUNTERS} == {k: f[k] for k in VNET_COUNTERS}
         assert p["rx"] > 0 and p["tx"] > 0
     assert sum(p["rx"] for p in ports.values()) == st["rx"]
     assert got["/dataplane/ports,p0"] == {"p0": ports["p0"]}
