@@ -75,17 +75,17 @@ cdef inline int classify(ctx_t *c, const port_t *pt, pkt_t *p) noexcept nogil:
     an MPLS pop or an overlay decap), a swap, a pseudowire decap or encap. 0 or the
     drop reason."""
     cdef int r, nd
-    if not pt.l3:
-        if pt.pw == NO_PW:
-            return D_UNSUPPORTED
-        if p.len < 14:
-            return D_TRUNCATED
-        p.act = ACT_PW
-        p.aux = pt.pw
-        return 0
     p.vrf = pt.vrf
-    if pt.vn:                              # out of line: the plain L3 path stays lean
-        r = c.on_vn(<void *>c, pt, p)
+    if pt.slow:                            # not a plain L3 port: one test for both
+        if not pt.l3:
+            if pt.pw == NO_PW:
+                return D_UNSUPPORTED
+            if p.len < 14:
+                return D_TRUNCATED
+            p.act = ACT_PW
+            p.aux = pt.pw
+            return 0
+        r = c.on_vn(<void *>c, pt, p)      # out of line: the plain L3 path stays lean
         if r >= 0:
             return r
         p.l2_len = 0

@@ -816,6 +816,8 @@ cdef load_nexthop(nexthop_t *nh, n):
     nh.osum = n.osum
     b = n.outer
     memcpy(nh.outer, <const char *>b, len(b))
+    # on the C fields: NEIGH_NONE is a C enum (-1 as a Python int), n.neigh a Python int
+    nh.plain = nh.n_push == 0 and nh.tunnel == TUN_NONE and nh.neigh == NEIGH_NONE
 
 
 cdef load_port(port_t *pt, p):

@@ -48,6 +48,7 @@ ctypedef struct port_t:
     # virtual networks (docs/virtual-networks.md)
     uint8_t fwd                # its VRF's forwarding: FWD_L3 / FWD_L2 / FWD_L2L3
     uint8_t vn                 # 1: frames take the VN classify path (bind, l2, l2_l3)
+    uint8_t slow               # 1: not a plain L3 port (no VRF, or vn)
     uint8_t proxy              # proxy_arp
     uint8_t mac[6]             # the port's own MAC
     uint8_t gw_mac[6]          # the gateway MAC: IP to it is routed (l2_l3), ARP answers

@@ -139,6 +139,11 @@ cdef inline void emit_routed(ctx_t *c, port_t *pt, group_t *g, uint16_t mem, uin
         c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
         nh_id = g.member_nh[mem]
     nh = &c.nhs[nh_id]
+    if nh.plain:                           # MACs known, nothing to push: one test
+        cut_end(m, p.end)
+        rewrite(m, p, nh)
+        tx_enqueue(c, m, nh.port, out, out_port, k)
+        return
     if nh.n_push == 0 and nh.tunnel == TUN_NONE:
         cut_end(m, p.end)
         rewrite(m, p, nh)
@@ -414,7 +419,7 @@ cdef inline bint hit_emit(ctx_t *c, flow_entry_t *e, rte_mbuf *m, const pkt_t *p
             return 0
         nh_id = g.member_nh[mem]
     nh = &c.nhs[nh_id]
-    if nh.n_push or nh.tunnel != TUN_NONE:
+    if not nh.plain:                       # labels, a tunnel, or a MAC by ARP/ND
         return 0
     e.packets += 1
     e.bytes += m.pkt_len
@@ -425,7 +430,7 @@ cdef inline bint hit_emit(ctx_t *c, flow_entry_t *e, rte_mbuf *m, const pkt_t *p
         c.member_pkts[g.id * MAX_MEMBERS + mem] += 1
     cut_end(m, p.end)
     rewrite(m, p, nh)
-    nh_tx(c, m, nh, out, out_port, k)
+    tx_enqueue(c, m, nh.port, out, out_port, k)
     return 1
 
 

@@ -17,6 +17,7 @@ ctypedef struct nexthop_t:
     uint8_t tunnel             # TUN_*
     uint8_t olen               # outer IP + UDP/GRE bytes of a tunnel
     uint8_t v6                 # the tunnel is IPv6
+    uint8_t plain              # 1: no labels, no tunnel, a known MAC: rewrite and send
     uint32_t push[MAX_PUSH]    # labels in network order; TC, S, TTL zero (ORed per packet)
     uint32_t ttl_on[MAX_PUSH]  # 0xffffffff where the entry takes the TTL (not ELI/EL)
     uint32_t neigh             # its neighbour (pyx/neigh.pxd) when the MAC is resolved

@@ -144,6 +144,7 @@ cdef load_port_vn(port_t *pt, p, list keep):
     memcpy(pt.gw_mac, <const char *>b, 6)
     pt.fwd = p.fwd
     pt.vn = p.vn
+    pt.slow = p.vn or not p.l3
     pt.proxy = p.proxy
     pt.n_pairs = len(p.pairs)
     pt.n_bmacs = len(p.bmacs)
