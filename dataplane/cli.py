@@ -16,6 +16,7 @@ from .mirror import add_parsers as add_mirror_parsers
 from .cli_trex import add_tunables
 from .console import err, out
 from .drops import DROP_REASONS
+from .limits import VNET_COUNTERS
 
 
 def split_eal(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -140,6 +141,8 @@ def summary_table(s: dict, title: str) -> Table:
     # mirror copies (docs/mirroring.md §4): columns only when a port mirrors
     mirror = [m for m in ("mirrored", "mirror_dropped", "mirror_tx")
               if any(p.get(m) for p in s["ports"].values())]
+    # and virtual networks' (docs/virtual-networks.md §7), only when any is non-zero
+    mirror += [v for v in VNET_COUNTERS if any(p.get(v) for p in s["ports"].values())]
     for m in mirror:
         t.add_column(m, justify="right")
     for name, p in s["ports"].items():
@@ -199,7 +202,9 @@ def print_summary(s: dict, title: str, per_worker: bool = False) -> None:
         out.print(worker_table(s))
     dropped = sum(s["drops"].values())
     out.print(f"{s['rx']:,} packets in {s['seconds']:.3f} s "
-              f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}")
+              f"({s['pps'] / 1e6:.3f} Mpps); forwarded {s['tx']:,}, dropped {dropped:,}"
+              + (f", taken by the forwarder (ARP/ND) {s['consumed']:,}"
+                 if s.get("consumed") else ""))
     if s.get("interrupted_during") == "post-run scan":
         out.print("[yellow]interrupted: the scan of the outputs for flows per group member "
                   "was cut short (no flow counts)[/yellow]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from .console import err, out
+from .limits import VNET_COUNTERS
 
 
 def ask(a, req: dict):
@@ -54,8 +55,8 @@ def cmd_vif(a) -> int:
     if a.json:
         out.print_json(data=ports)
         return 0
-    mirror = [c for c in ("mirrored", "mirror_dropped", "mirror_tx")
-              if any(p.get(c) for p in ports)]       # columns only where mirroring is
+    mirror = [c for c in ("mirrored", "mirror_dropped", "mirror_tx", *VNET_COUNTERS)
+              if any(p.get(c) for p in ports)]       # columns only where they count
     print_rows("interfaces", [dict(p, rx=f"{p['rx']:,}", tx=f"{p['tx']:,}",
                                    drops=sum(p["drops"].values())) for p in ports],
                ["index", "name", "vrf", "mode", "mac", "rx", "tx", "drops", *mirror,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import flows as fl
 from .config.compile import NEIGH_NONE
-from .limits import NH_GROUP
+from .limits import NH_GROUP, VNET_COUNTERS
 from .live import ChangeError, Live
 
 MAX_REQUEST = 1 << 20          # bytes in one request line
@@ -229,7 +229,8 @@ class ControlServer:
                         "mac": p.mac.hex(":"), "devargs": p.devargs, "rx": c["rx"],
                         "tx": c["tx"], "drops": {k: v for k, v in c["drops"].items() if v},
                         "mirrored": c["mirrored"], "mirror_dropped": c["mirror_dropped"],
-                        "mirror_tx": c["mirror_tx"], "dpdk": c["dpdk"]})
+                        "mirror_tx": c["mirror_tx"],
+                        **{v: c[v] for v in VNET_COUNTERS}, "dpdk": c["dpdk"]})
         return out
 
     def cmd_dropstats(self, req):
